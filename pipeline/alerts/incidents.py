@@ -1,0 +1,217 @@
+"""Risk per employee and the incident it opens: one alert per incident, revised as it grows.
+
+Pure and synchronous. :class:`StaffRisk` is the whole per-employee state; it
+serializes to plain JSON (never pickle) so it can travel through a changelog.
+
+Risk accumulates the weights of every signal and decays exponentially in
+event time (``half_life_s``). When it crosses ``open_threshold`` an incident
+opens, taking along the recent evidence that built the risk up; later
+evidence joins the same incident, and each change re-emits the alert with the
+same ``alert_id`` and ``revision + 1``. The incident closes once risk has
+decayed below ``close_below``; the next crossing opens a new one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from pipeline.alerts.ids import Pseudonymizer, alert_id_for
+from pipeline.detect.signals import Signal
+from pipeline.records import Alert, Reason
+from pipeline.reference.state import Enriched
+from pipeline.timeutil import format_ts
+
+MAX_EVENT_IDS = 500
+MAX_CUSTOMERS = 200
+MAX_PENDING = 50
+
+
+@dataclass(frozen=True, slots=True)
+class RiskConfig:
+    half_life_s: float = 6 * 3600.0
+    open_threshold: float = 40.0
+    close_below: float = 5.0
+
+    def severity(self, risk: float) -> str:
+        if risk >= 150:
+            return "critical"
+        if risk >= 100:
+            return "high"
+        if risk >= 60:
+            return "medium"
+        return "low"
+
+
+@dataclass(slots=True)
+class Evidence:
+    event_id: str
+    at: float
+    customer_id: str | None
+    signals: list[tuple[str, float, str]]  # (code, weight, summary)
+
+    def to_json(self) -> list[Any]:
+        return [self.event_id, self.at, self.customer_id, [list(s) for s in self.signals]]
+
+    @classmethod
+    def from_json(cls, raw: list[Any]) -> Evidence:
+        return cls(raw[0], raw[1], raw[2], [(s[0], s[1], s[2]) for s in raw[3]])
+
+
+@dataclass(slots=True)
+class Incident:
+    alert_id: str
+    revision: int
+    first_event_at: float
+    last_event_at: float
+    branch_id: str
+    event_ids: list[str] = field(default_factory=list)
+    event_count: int = 0
+    customers: list[str] = field(default_factory=list)
+    # code -> [total weight, occurrences, latest summary]
+    reasons: dict[str, list[Any]] = field(default_factory=dict)
+    peak_risk: float = 0.0
+
+    def add(self, ev: Evidence) -> None:
+        self.first_event_at = min(self.first_event_at, ev.at)
+        self.last_event_at = max(self.last_event_at, ev.at)
+        self.event_count += 1
+        if len(self.event_ids) < MAX_EVENT_IDS:
+            self.event_ids.append(ev.event_id)
+        if (
+            ev.customer_id is not None
+            and len(self.customers) < MAX_CUSTOMERS
+            and ev.customer_id not in self.customers
+        ):
+            self.customers.append(ev.customer_id)
+        for code, weight, summary in ev.signals:
+            slot = self.reasons.setdefault(code, [0.0, 0, summary])
+            slot[0] += weight
+            slot[1] += 1
+            slot[2] = summary
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "alert_id": self.alert_id,
+            "revision": self.revision,
+            "first_event_at": self.first_event_at,
+            "last_event_at": self.last_event_at,
+            "branch_id": self.branch_id,
+            "event_ids": self.event_ids,
+            "event_count": self.event_count,
+            "customers": self.customers,
+            "reasons": self.reasons,
+            "peak_risk": self.peak_risk,
+        }
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> Incident:
+        return cls(**raw)
+
+
+@dataclass(slots=True)
+class StaffRisk:
+    risk: float = 0.0
+    risk_at: float = 0.0
+    incident: Incident | None = None
+    pending: list[Evidence] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "risk": self.risk,
+            "risk_at": self.risk_at,
+            "incident": self.incident.to_json() if self.incident else None,
+            "pending": [p.to_json() for p in self.pending],
+        }
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> StaffRisk:
+        inc = raw.get("incident")
+        return cls(
+            risk=raw["risk"],
+            risk_at=raw["risk_at"],
+            incident=Incident.from_json(inc) if inc else None,
+            pending=[Evidence.from_json(p) for p in raw.get("pending", [])],
+        )
+
+
+class IncidentTracker:
+    def __init__(self, config: RiskConfig, pseudonymizer: Pseudonymizer) -> None:
+        self.config = config
+        self.pseudo = pseudonymizer
+
+    def _decay_to(self, st: StaffRisk, at: float) -> None:
+        if at > st.risk_at:
+            if st.risk:
+                st.risk *= 0.5 ** ((at - st.risk_at) / self.config.half_life_s)
+            st.risk_at = at
+
+    def observe(
+        self, st: StaffRisk, e: Enriched, signals: list[Signal], now: float
+    ) -> Alert | None:
+        """Fold one access's signals into the state; return the alert to emit, if any."""
+        ev = e.event
+        self._decay_to(st, ev.occurred_at)
+        cfg = self.config
+        if st.incident is not None and st.risk < cfg.close_below:
+            st.incident = None
+        if not signals:
+            return None
+        evidence = Evidence(
+            ev.event_id, ev.occurred_at, ev.customer_id, [(s.code, s.weight, s.summary) for s in signals]
+        )
+        st.risk += sum(s.weight for s in signals)
+        inc = st.incident
+        if inc is None:
+            horizon = ev.occurred_at - 4 * cfg.half_life_s
+            st.pending = [p for p in st.pending if p.at >= horizon][-(MAX_PENDING - 1) :]
+            st.pending.append(evidence)
+            if st.risk < cfg.open_threshold:
+                return None
+            first = st.pending[0]
+            inc = Incident(
+                alert_id=alert_id_for(ev.staff_id, first.event_id),
+                revision=0,
+                first_event_at=first.at,
+                last_event_at=first.at,
+                branch_id=e.staff_branch_id or ev.branch_id,
+            )
+            for p in st.pending:
+                inc.add(p)
+            st.pending = []
+            st.incident = inc
+        else:
+            inc.add(evidence)
+        inc.revision += 1
+        inc.peak_risk = max(inc.peak_risk, st.risk)
+        return self.alert(ev.staff_id, inc, st.risk, e.role, now)
+
+    def alert(
+        self, staff_id: str, inc: Incident, risk: float, role: str | None, now: float
+    ) -> Alert:
+        reasons = sorted(
+            (Reason(code, slot[2], slot[0]) for code, slot in inc.reasons.items()),
+            key=lambda r: -r.weight,
+        )
+        parts = ", ".join(f"{code} x{slot[1]}" for code, slot in inc.reasons.items())
+        minutes = (inc.last_event_at - inc.first_event_at) / 60.0
+        summary = (
+            f"{staff_id} ({role or 'unknown role'}, {inc.branch_id}): {inc.event_count} suspicious "
+            f"accesses to {len(inc.customers)} customers over {minutes:.0f} min ({parts})"
+        )
+        return Alert(
+            alert_id=inc.alert_id,
+            revision=inc.revision,
+            created_at=format_ts(now),
+            first_event_at=format_ts(inc.first_event_at),
+            last_event_at=format_ts(inc.last_event_at),
+            staff_id=staff_id,
+            branch_id=inc.branch_id,
+            severity=self.config.severity(inc.peak_risk),
+            risk_score=min(100.0, inc.peak_risk),
+            reasons=reasons,
+            event_ids=list(inc.event_ids),
+            event_count=inc.event_count,
+            customer_refs=[self.pseudo.ref(c) for c in inc.customers],
+            summary=summary,
+        )

@@ -1,0 +1,81 @@
+"""The ``pipeline`` command: worker, migrate, create-topics, simulate, evaluate, demo, ...
+
+Each subcommand module exposes ``configure(parser)`` and ``run(args) -> int``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from pipeline.settings import Settings, SettingsError
+
+SUBCOMMANDS = {
+    "worker": ("pipeline.cli", "start a worker (settings from PIPELINE_* variables)"),
+    "migrate": ("pipeline.cli", "create or migrate the Postgres schema"),
+    "create-topics": ("pipeline.cli", "create the contract's topics if missing"),
+    "simulate": ("pipeline.simulate.cli", "generate a labelled simulated bank"),
+    "evaluate": ("pipeline.evaluate.run", "run a labelled simulation through the real pipeline"),
+    "publish-reference": ("pipeline.reference.publish", "load HR/CRM exports onto the topics"),
+    "demo": ("pipeline.demo", "the demo: a small bank through the real pipeline"),
+}
+
+
+def _configure_builtin(name: str, parser: argparse.ArgumentParser) -> None:
+    if name == "create-topics":
+        parser.add_argument("--partitions", type=int, default=None)
+
+
+def _run_builtin(name: str, args: argparse.Namespace, settings: Settings) -> int:
+    if name == "worker":
+        from pipeline.worker import run_worker
+
+        run_worker(settings)
+        return 0
+    if name == "migrate":
+        from pipeline.db.migrate import migrate_url
+
+        applied = asyncio.run(migrate_url(settings.database_url))
+        print("applied: " + (", ".join(applied) if applied else "nothing (up to date)"))
+        return 0
+    if name == "create-topics":
+        from pipeline.topics import ensure_topics
+
+        created = asyncio.run(ensure_topics(settings, args.partitions))
+        print("created: " + (", ".join(created) if created else "nothing (all exist)"))
+        return 0
+    raise AssertionError(name)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="pipeline", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, (module, help_text) in SUBCOMMANDS.items():
+        p = sub.add_parser(name, help=help_text)
+        if module == "pipeline.cli":
+            _configure_builtin(name, p)
+        else:
+            importlib.import_module(module).configure(p)
+    args = parser.parse_args(argv)
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        print(f"pipeline: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=settings.log_level.upper() if settings.log_level != "warn" else "WARNING",
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    module, _ = SUBCOMMANDS[args.command]
+    if module == "pipeline.cli":
+        return _run_builtin(args.command, args, settings)
+    rc: int = importlib.import_module(module).run(args)
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())

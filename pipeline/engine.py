@@ -1,0 +1,102 @@
+"""The pure core: decoded access events in, alerts out.
+
+No I/O. The Faust agents, the offline JSONL runner and the benchmarks all
+drive this same object. Per-employee state lives in a :class:`StaffStore`;
+the worker backs it with a Faust table (changelog topic, JSON values), tests
+and offline runs with a dict.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, MutableMapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pipeline.alerts.ids import Pseudonymizer
+from pipeline.alerts.incidents import IncidentTracker, RiskConfig, StaffRisk
+from pipeline.detect.rules import evaluate_rules
+from pipeline.records import AccessEvent, Alert
+from pipeline.reference.state import ReferenceState
+
+
+@dataclass(slots=True)
+class EngineStats:
+    events: int = 0
+    signals: int = 0
+    alerts: int = 0
+    newest_event_at: float = 0.0
+
+
+@dataclass(slots=True)
+class StaffStore:
+    """Deserialized per-employee state with write-behind to a JSON mapping.
+
+    ``backing`` maps staff_id -> JSON-ready dict (a Faust table in the worker).
+    Objects are loaded on first use and written back by :meth:`flush`.
+    """
+
+    backing: MutableMapping[str, Any] = field(default_factory=dict)
+    cache: dict[str, StaffRisk] = field(default_factory=dict)
+    dirty: set[str] = field(default_factory=set)
+
+    def get(self, staff_id: str) -> StaffRisk:
+        st = self.cache.get(staff_id)
+        if st is None:
+            raw = self.backing.get(staff_id)
+            st = StaffRisk.from_json(raw) if raw else StaffRisk()
+            self.cache[staff_id] = st
+        self.dirty.add(staff_id)
+        return st
+
+    def flush(self) -> int:
+        n = len(self.dirty)
+        for staff_id in self.dirty:
+            self.backing[staff_id] = self.cache[staff_id].to_json()
+        self.dirty.clear()
+        return n
+
+    def forget(self) -> None:
+        """Drop the cache (after a rebalance the backing table is the truth)."""
+        self.cache.clear()
+        self.dirty.clear()
+
+
+class Engine:
+    def __init__(
+        self,
+        reference: ReferenceState,
+        pseudonymizer: Pseudonymizer,
+        store: StaffStore | None = None,
+        risk: RiskConfig | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.reference = reference
+        self.store = store if store is not None else StaffStore()
+        self.tracker = IncidentTracker(risk or RiskConfig(), pseudonymizer)
+        self.clock = clock
+        self.stats = EngineStats()
+
+    def process(self, event: AccessEvent) -> Alert | None:
+        stats = self.stats
+        stats.events += 1
+        if event.occurred_at > stats.newest_event_at:
+            stats.newest_event_at = event.occurred_at
+        enriched = self.reference.enrich(event)
+        signals = evaluate_rules(enriched)
+        if not signals:
+            return None
+        stats.signals += len(signals)
+        alert = self.tracker.observe(self.store.get(event.staff_id), enriched, signals, self.clock())
+        if alert is not None:
+            stats.alerts += 1
+        return alert
+
+    def process_batch(self, events: Iterable[AccessEvent]) -> list[Alert]:
+        """Process in order; keep only the newest revision of each alert in the batch."""
+        latest: dict[str, Alert] = {}
+        for ev in events:
+            alert = self.process(ev)
+            if alert is not None:
+                latest[alert.alert_id] = alert
+        return list(latest.values())

@@ -1,0 +1,77 @@
+"""Creating the contract's topics (and nothing else) when they are missing."""
+
+from __future__ import annotations
+
+import logging
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
+
+from pipeline.errors import RetriableError
+from pipeline.settings import Settings
+
+log = logging.getLogger(__name__)
+
+COMPACT = {"cleanup.policy": "compact"}
+DELETE = {"cleanup.policy": "delete"}
+
+
+def contract_topics(settings: Settings) -> dict[str, dict[str, str]]:
+    """Topic name -> config for every topic of the contract."""
+    return {
+        settings.access_topic: DELETE,
+        settings.staff_topic: COMPACT,
+        settings.assignments_topic: COMPACT,
+        settings.profiles_topic: COMPACT,
+        settings.feedback_topic: DELETE,
+        settings.alerts_topic: DELETE,
+        settings.dlq_topic: DELETE,
+    }
+
+
+async def ensure_topics(settings: Settings, partitions: int | None = None) -> list[str]:
+    """Create missing contract topics; return the names created."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    try:
+        await admin.start()
+    except KafkaConnectionError as exc:
+        raise RetriableError(f"cannot reach Kafka at {settings.kafka_bootstrap}: {exc}") from exc
+    try:
+        existing = set(await admin.list_topics())
+        wanted = contract_topics(settings)
+        n = partitions or settings.partitions
+        new = [
+            NewTopic(name=name, num_partitions=n, replication_factor=1, topic_configs=cfg)
+            for name, cfg in wanted.items()
+            if name not in existing
+        ]
+        created: list[str] = []
+        for topic in new:
+            try:
+                await admin.create_topics([topic])
+                created.append(topic.name)
+            except TopicAlreadyExistsError:
+                log.debug("topic %s created concurrently", topic.name)
+        if created:
+            log.info("created topics: %s", ", ".join(created))
+        return created
+    finally:
+        await admin.close()
+
+
+async def partition_counts(bootstrap: str, topics: list[str]) -> dict[str, int]:
+    """Partition count per topic (0 when the topic does not exist)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        await admin.start()
+    except KafkaConnectionError as exc:
+        raise RetriableError(f"cannot reach Kafka at {bootstrap}: {exc}") from exc
+    try:
+        described = await admin.describe_topics(topics)
+    finally:
+        await admin.close()
+    out = dict.fromkeys(topics, 0)
+    for entry in described:
+        if entry.get("error_code", 0) == 0:
+            out[entry["topic"]] = len(entry["partitions"])
+    return out
