@@ -43,14 +43,18 @@ def register(app: faust.App, rt: Runtime) -> None:
     alerts = app.topic(s.alerts_topic, partitions=s.partitions)
     feedback = app.topic(s.feedback_topic, partitions=s.partitions)
     dlq = app.topic(s.dlq_topic, partitions=s.partitions)
+    # Keys are the raw staff_id bytes and go through the default partitioner,
+    # so changelog partition p holds exactly the staff of access partition p
+    # (the same murmur2 hash every Kafka producer uses for the access key).
     staff_risk = app.Table(
         "staff-risk",
         default=None,
         partitions=s.partitions,
-        key_type=str,
+        key_type=bytes,
+        use_partitioner=True,
         help="per-employee risk and open incident (JSON)",
     )
-    rt.engine.store.backing = staff_risk
+    rt.engine.store.backing = TableBacking(staff_risk)
     metrics = rt.metrics
 
     async def send_dead_letter(
@@ -72,10 +76,10 @@ def register(app: faust.App, rt: Runtime) -> None:
 
     app.task(load_reference)
 
-    def on_joined(sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
+    def on_joined(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         rt.joined = True
 
-    def on_revoked(sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
+    def on_revoked(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         # The table is the truth for partitions we may get back later.
         rt.engine.store.forget()
 
@@ -211,6 +215,19 @@ def register(app: faust.App, rt: Runtime) -> None:
                 metrics.set("pipeline_consumer_lag_messages", max(0, high - offset - 1),
                             topic=topic, partition=str(partition))
         return web.text(metrics.render(), content_type="text/plain; version=0.0.4")
+
+
+class TableBacking:
+    """str-keyed view of a bytes-keyed Faust table."""
+
+    def __init__(self, table: Any) -> None:
+        self.table = table
+
+    def get(self, key: str, /) -> Any:
+        return self.table.get(key.encode())
+
+    def __setitem__(self, key: str, value: Any, /) -> None:
+        self.table[key.encode()] = value
 
 
 def _alert_id(raw: bytes | None) -> str:

@@ -52,10 +52,14 @@ def _run_builtin(name: str, args: argparse.Namespace, settings: Settings) -> int
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    chosen = next((a for a in argv if not a.startswith("-")), None)
     parser = argparse.ArgumentParser(prog="pipeline", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     for name, (module, help_text) in SUBCOMMANDS.items():
         p = sub.add_parser(name, help=help_text)
+        if name != chosen:
+            continue  # only the chosen subcommand's module is imported
         if module == "pipeline.cli":
             _configure_builtin(name, p)
         else:

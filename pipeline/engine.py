@@ -9,9 +9,9 @@ and offline runs with a dict.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, MutableMapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from pipeline.alerts.ids import Pseudonymizer
 from pipeline.alerts.incidents import IncidentTracker, RiskConfig, StaffRisk
@@ -28,6 +28,14 @@ class EngineStats:
     newest_event_at: float = 0.0
 
 
+class Backing(Protocol):
+    """Where serialized per-employee state goes: a dict, or a Faust table adapter."""
+
+    def get(self, key: str, /) -> Any: ...
+
+    def __setitem__(self, key: str, value: Any, /) -> None: ...
+
+
 @dataclass(slots=True)
 class StaffStore:
     """Deserialized per-employee state with write-behind to a JSON mapping.
@@ -36,7 +44,7 @@ class StaffStore:
     Objects are loaded on first use and written back by :meth:`flush`.
     """
 
-    backing: MutableMapping[str, Any] = field(default_factory=dict)
+    backing: Backing = field(default_factory=dict)
     cache: dict[str, StaffRisk] = field(default_factory=dict)
     dirty: set[str] = field(default_factory=set)
 

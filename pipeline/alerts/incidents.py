@@ -146,6 +146,12 @@ class IncidentTracker:
                 st.risk *= 0.5 ** ((at - st.risk_at) / self.config.half_life_s)
             st.risk_at = at
 
+    @staticmethod
+    def _seen(st: StaffRisk, event_id: str) -> bool:
+        if st.incident is not None and event_id in st.incident.event_ids:
+            return True
+        return any(p.event_id == event_id for p in st.pending)
+
     def observe(
         self, st: StaffRisk, e: Enriched, signals: list[Signal], now: float
     ) -> Alert | None:
@@ -155,8 +161,8 @@ class IncidentTracker:
         cfg = self.config
         if st.incident is not None and st.risk < cfg.close_below:
             st.incident = None
-        if not signals:
-            return None
+        if not signals or self._seen(st, ev.event_id):
+            return None  # no evidence, or a redelivered event (at-least-once input)
         evidence = Evidence(
             ev.event_id, ev.occurred_at, ev.customer_id, [(s.code, s.weight, s.summary) for s in signals]
         )

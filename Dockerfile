@@ -1,0 +1,30 @@
+# Image of the pipeline worker (and of the simulator, with another command).
+#   docker build -t pipeline .
+#   docker run --rm -e PIPELINE_KAFKA_BOOTSTRAP=... -e PIPELINE_DATABASE_URL=... pipeline
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+WORKDIR /app
+# Only what the package build needs (README.md is the package's readme).
+COPY pyproject.toml README.md ./
+COPY pipeline ./pipeline
+RUN pip install . \
+    && useradd --create-home --uid 10001 --shell /usr/sbin/nologin pipeline \
+    && mkdir -p /app/data \
+    && chown pipeline:pipeline /app/data
+
+USER pipeline
+ENV PIPELINE_DATA_DIR=/app/data \
+    PIPELINE_WEB_PORT=6066
+EXPOSE 6066
+
+# The worker answers 200 on /health once it has joined its group and loaded
+# its reference tables. The slim image has no curl, so ask Python.
+HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
+    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://localhost:6066/health', timeout=4)"]
+
+CMD ["pipeline", "worker"]

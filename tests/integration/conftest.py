@@ -1,0 +1,94 @@
+"""Integration fixtures: the real broker and database started by ``infra/``.
+
+Every test gets its own topic prefix and consumer group, so tests share one
+broker without seeing each other's data.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from pipeline.settings import Settings
+from pipeline.topics import ensure_topics
+from tests.integration.kit import (
+    BOOTSTRAP,
+    DATABASE_URL,
+    PARTITIONS,
+    WorkerProcess,
+    free_port,
+    reachable,
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "integration" in str(item.fspath):
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def services_up() -> None:
+    host, _, port = BOOTSTRAP.split(",")[0].rpartition(":")
+    if not reachable(host or "localhost", int(port)):
+        pytest.fail(f"Kafka is not reachable at {BOOTSTRAP}: run the tests with `make test`")
+    dsn_host = DATABASE_URL.split("@")[-1].split("/")[0]
+    pg_host, _, pg_port = dsn_host.rpartition(":")
+    if not reachable(pg_host or "localhost", int(pg_port or 5432)):
+        pytest.fail(f"Postgres is not reachable at {dsn_host}: run the tests with `make test`")
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    run = uuid.uuid4().hex[:10]
+    return Settings(
+        kafka_bootstrap=BOOTSTRAP,
+        database_url=DATABASE_URL,
+        topic_prefix=f"t{run}.",
+        app_id=f"test-{run}",
+        web_port=free_port(),
+        data_dir=tmp_path / "data",
+        partitions=PARTITIONS,
+        pseudonym_key="test-key",
+    )
+
+
+@pytest.fixture
+def start_worker(settings: Settings, tmp_path: Path) -> Iterator[Any]:
+    started: list[WorkerProcess] = []
+
+    def _start(web_port: int | None = None) -> WorkerProcess:
+        w = WorkerProcess(settings, tmp_path / f"worker-{len(started)}.log", web_port)
+        started.append(w)
+        return w
+
+    yield _start
+    for w in started:
+        w.stop()
+
+
+@pytest.fixture
+async def producer() -> AsyncIterator[AIOKafkaProducer]:
+    p = AIOKafkaProducer(bootstrap_servers=BOOTSTRAP, linger_ms=5)
+    await p.start()
+    yield p
+    await p.stop()
+
+
+@pytest.fixture
+async def topics(settings: Settings) -> Settings:
+    await ensure_topics(settings, PARTITIONS)
+    return settings
+
+
+@pytest.fixture
+async def db() -> AsyncIterator[asyncpg.Connection]:
+    conn = await asyncpg.connect(DATABASE_URL)
+    yield conn
+    await conn.close()

@@ -1,0 +1,50 @@
+"""The services started by infra/ answer the way the pipeline expects.
+
+Run against the dev services: `infra/with-services.sh .venv/bin/pytest -m integration`.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import asyncpg
+import pytest
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from pipeline.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+
+async def test_kafka_creates_and_lists_a_topic() -> None:
+    settings = Settings.from_env()
+    topic = f"infra-check-{uuid.uuid4().hex[:12]}"
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, num_partitions=3, replication_factor=1)])
+        try:
+            assert topic in await admin.list_topics()
+            (described,) = await admin.describe_topics([topic])
+            assert len(described["partitions"]) == 3
+        finally:
+            await admin.delete_topics([topic])
+    finally:
+        await admin.close()
+
+
+async def test_postgres_lets_the_pipeline_role_create_tables() -> None:
+    settings = Settings.from_env()
+    conn = await asyncpg.connect(settings.database_url)
+    tx = conn.transaction()
+    await tx.start()
+    try:
+        await conn.execute("CREATE TABLE infra_check (id int PRIMARY KEY)")
+        owner = await conn.fetchval(
+            "SELECT tableowner FROM pg_tables WHERE tablename = 'infra_check'"
+        )
+        assert owner == await conn.fetchval("SELECT current_user")
+    finally:
+        # Leave nothing behind.
+        await tx.rollback()
+        await conn.close()

@@ -1,0 +1,134 @@
+"""Static checks of docker-compose.yml and the Dockerfile (no Docker needed)."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+KAFKA_BOOTSTRAP = "kafka:9092"
+DATABASE_URL = "postgresql://pipeline:pipeline@postgres:5432/pipeline"
+
+
+@pytest.fixture(scope="module")
+def services() -> dict[str, dict[str, Any]]:
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text(encoding="utf-8"))
+    assert isinstance(compose, dict)
+    found = compose["services"]
+    assert isinstance(found, dict)
+    return found
+
+
+def _env(service: dict[str, Any]) -> dict[str, str]:
+    """Environment of a service, whether written as a mapping or a list."""
+    raw = service.get("environment", {})
+    if isinstance(raw, list):
+        return dict(item.split("=", 1) for item in raw)
+    return {key: str(value) for key, value in raw.items()}
+
+
+def _command(value: str | list[str]) -> list[str]:
+    return shlex.split(value) if isinstance(value, str) else [str(v) for v in value]
+
+
+def _dockerfile_instructions() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) pairs, with continuation lines joined."""
+    text = (ROOT / "Dockerfile").read_text(encoding="utf-8")
+    logical: list[str] = []
+    pending = ""
+    for line in text.splitlines():
+        stripped = line.strip()
+        if not pending and (not stripped or stripped.startswith("#")):
+            continue
+        if stripped.endswith("\\"):
+            pending += stripped[:-1] + " "
+            continue
+        logical.append(pending + stripped)
+        pending = ""
+    pairs = []
+    for entry in logical:
+        keyword, _, args = entry.partition(" ")
+        pairs.append((keyword.upper(), args.strip()))
+    return pairs
+
+
+def _exec_form(args: str) -> list[str]:
+    parsed = json.loads(args) if args.startswith("[") else shlex.split(args)
+    assert isinstance(parsed, list)
+    return [str(p) for p in parsed]
+
+
+def test_the_four_services_exist(services: dict[str, dict[str, Any]]) -> None:
+    assert {"kafka", "postgres", "worker", "simulator"} <= services.keys()
+
+
+def test_worker_can_be_scaled(services: dict[str, dict[str, Any]]) -> None:
+    worker = services["worker"]
+    assert "container_name" not in worker
+    # A published host port would clash between replicas; `expose` is fine.
+    assert not worker.get("ports")
+
+
+def test_worker_and_simulator_point_at_compose_services(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    for name in ("worker", "simulator"):
+        env = _env(services[name])
+        assert env["PIPELINE_KAFKA_BOOTSTRAP"] == KAFKA_BOOTSTRAP, name
+        assert env["PIPELINE_DATABASE_URL"] == DATABASE_URL, name
+
+
+def test_commands(services: dict[str, dict[str, Any]]) -> None:
+    assert _command(services["worker"]["command"]) == ["pipeline", "worker"]
+    assert _command(services["simulator"]["command"]) == [
+        "pipeline",
+        "simulate",
+        "--output",
+        "kafka",
+    ]
+
+
+def test_worker_waits_for_healthy_dependencies(services: dict[str, dict[str, Any]]) -> None:
+    depends = services["worker"]["depends_on"]
+    for dep in ("kafka", "postgres"):
+        assert depends[dep]["condition"] == "service_healthy"
+        assert services[dep].get("healthcheck", {}).get("test"), dep
+
+
+def test_kafka_advertises_its_service_name(services: dict[str, dict[str, Any]]) -> None:
+    env = _env(services["kafka"])
+    assert services["kafka"]["image"].startswith("apache/kafka:")
+    assert f"PLAINTEXT://{KAFKA_BOOTSTRAP}" in env["KAFKA_ADVERTISED_LISTENERS"].split(",")
+    assert env["KAFKA_PROCESS_ROLES"] == "broker,controller"
+
+
+def test_postgres_credentials_match_the_dsn(services: dict[str, dict[str, Any]]) -> None:
+    env = _env(services["postgres"])
+    assert services["postgres"]["image"] == "postgres:16"
+    assert (env["POSTGRES_USER"], env["POSTGRES_PASSWORD"], env["POSTGRES_DB"]) == (
+        "pipeline",
+        "pipeline",
+        "pipeline",
+    )
+
+
+def test_dockerfile_runs_the_worker_as_non_root() -> None:
+    instructions = _dockerfile_instructions()
+    assert instructions[0] == ("FROM", "python:3.11-slim")
+    entrypoint = [_exec_form(a) for k, a in instructions if k == "ENTRYPOINT"]
+    cmd = [_exec_form(a) for k, a in instructions if k == "CMD"]
+    # Only the last ENTRYPOINT/CMD count; together they form the command line.
+    effective = (entrypoint[-1] if entrypoint else []) + (cmd[-1] if cmd else [])
+    assert effective == ["pipeline", "worker"]
+    users = [a for k, a in instructions if k == "USER"]
+    assert users
+    assert users[-1] not in {"root", "0"}
+    assert ("EXPOSE", "6066") in instructions
+    healthchecks = [a for k, a in instructions if k == "HEALTHCHECK"]
+    assert healthchecks
+    assert "localhost:6066/health" in healthchecks[-1]
