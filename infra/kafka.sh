@@ -132,6 +132,8 @@ start() {
   take_lock kafka
   local pid
   if pid=$(broker_pid); then
+    grep -qxF "listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT" "$CONF" ||
+      die "already running (pid $pid) with other ports than requested; see $CONF, or run '$0 stop' first"
     info "already running (pid $pid); checking it answers"
     wait_ready "$pid"
     return 0

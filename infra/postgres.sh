@@ -153,7 +153,7 @@ start() {
   fi
   server_ready || {
     show_log_tail "$PG_LOG"
-    die "server pid $pid runs but does not accept connections on 127.0.0.1:$PG_PORT (log: $PG_LOG)"
+    die "server pid $pid runs but does not accept connections on 127.0.0.1:$PG_PORT (started with another PIPELINE_PG_PORT? see $PG_DATA/pipeline.conf; log: $PG_LOG)"
   }
   ensure_role_and_db
   info "ready at $(pg_dsn) (pid $pid, data $PG_DATA)"

@@ -98,7 +98,9 @@ def register(app: faust.App, rt: Runtime) -> None:
                 try:
                     decoded.append(decode_access_event(msg.value))
                 except DecodeError as err:
-                    metrics.inc("pipeline_events_dead_lettered_total", code=err.code, topic=msg.topic)
+                    metrics.inc(
+                        "pipeline_events_dead_lettered_total", code=err.code, topic=msg.topic
+                    )
                     await send_dead_letter(
                         msg.value, msg.key, msg.topic, msg.partition, msg.offset, err
                     )
@@ -175,7 +177,9 @@ def register(app: faust.App, rt: Runtime) -> None:
                 try:
                     fb = decode_feedback(msg.value)
                 except DecodeError as err:
-                    metrics.inc("pipeline_events_dead_lettered_total", code=err.code, topic=msg.topic)
+                    metrics.inc(
+                        "pipeline_events_dead_lettered_total", code=err.code, topic=msg.topic
+                    )
                     await send_dead_letter(
                         msg.value, msg.key, msg.topic, msg.partition, msg.offset, err
                     )
@@ -212,8 +216,12 @@ def register(app: faust.App, rt: Runtime) -> None:
             except IllegalStateError:
                 continue
             if high is not None:
-                metrics.set("pipeline_consumer_lag_messages", max(0, high - offset - 1),
-                            topic=topic, partition=str(partition))
+                metrics.set(
+                    "pipeline_consumer_lag_messages",
+                    max(0, high - offset - 1),
+                    topic=topic,
+                    partition=str(partition),
+                )
         return web.text(metrics.render(), content_type="text/plain; version=0.0.4")
 
 
@@ -236,4 +244,3 @@ def _alert_id(raw: bytes | None) -> str:
     except orjson.JSONDecodeError:
         return "\x00"
     return str(value.get("alert_id", "\x00")) if isinstance(value, dict) else "\x00"
-

@@ -36,6 +36,7 @@ from typing import Any, Final, NoReturn
 
 import orjson
 
+from pipeline.errors import PoisonError
 from pipeline.records import (
     ACTIONS,
     ASSIGNMENT_OPS,
@@ -82,7 +83,7 @@ _HHMM: Final = re.compile(r"(?:[01][0-9]|2[0-3]):[0-5][0-9]")
 _SNIPPET: Final = 64
 
 
-class DecodeError(Exception):
+class DecodeError(PoisonError):
     """A value that does not satisfy the contract. Poison: retrying cannot help.
 
     ``code`` is one of :data:`ERROR_CODES`; ``message`` is for humans and names
@@ -91,9 +92,7 @@ class DecodeError(Exception):
     """
 
     def __init__(self, code: str, message: str, field: str | None = None) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.message = message
+        super().__init__(code, message)
         self.field = field
 
 
@@ -422,10 +421,13 @@ def dead_letter(
     topic: str,
     partition: int,
     offset: int,
-    error: DecodeError,
+    error: PoisonError,
     received_at: float,
 ) -> dict[str, object]:
-    """The DeadLetter record (``schemas/dead-letter.schema.json``) for an unreadable value.
+    """The DeadLetter record (``schemas/dead-letter.schema.json``) for an unusable value.
+
+    ``error`` is usually a :class:`DecodeError`; any :class:`PoisonError` will do
+    (its ``code`` must be snake_case).
 
     ``original`` holds the whole value, never truncated: as text when it is valid
     UTF-8, else base64 (``encoding`` says which); a null value gives ``""`` with

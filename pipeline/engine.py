@@ -95,7 +95,9 @@ class Engine:
         if not signals:
             return None
         stats.signals += len(signals)
-        alert = self.tracker.observe(self.store.get(event.staff_id), enriched, signals, self.clock())
+        alert = self.tracker.observe(
+            self.store.get(event.staff_id), enriched, signals, self.clock()
+        )
         if alert is not None:
             stats.alerts += 1
         return alert

@@ -24,7 +24,9 @@ ACTIONS: Final = frozenset(
         "search_customers",
     }
 )
-CHANNELS: Final = frozenset({"branch_terminal", "crm_web", "mobile_crm", "back_office_batch", "api"})
+CHANNELS: Final = frozenset(
+    {"branch_terminal", "crm_web", "mobile_crm", "back_office_batch", "api"}
+)
 OUTCOMES: Final = frozenset({"success", "denied"})
 ROLES: Final = frozenset(
     {

@@ -164,7 +164,10 @@ class IncidentTracker:
         if not signals or self._seen(st, ev.event_id):
             return None  # no evidence, or a redelivered event (at-least-once input)
         evidence = Evidence(
-            ev.event_id, ev.occurred_at, ev.customer_id, [(s.code, s.weight, s.summary) for s in signals]
+            ev.event_id,
+            ev.occurred_at,
+            ev.customer_id,
+            [(s.code, s.weight, s.summary) for s in signals],
         )
         st.risk += sum(s.weight for s in signals)
         inc = st.incident

@@ -143,9 +143,7 @@ class ReferenceReader:
         self.bootstrap_seconds = time.monotonic() - started
         self.ready.set()
         self.metrics.set("pipeline_reference_ready", 1.0)
-        log.info(
-            "reference data loaded in %.1f s: %s", self.bootstrap_seconds, self.state.counts()
-        )
+        log.info("reference data loaded in %.1f s: %s", self.bootstrap_seconds, self.state.counts())
 
     async def _apply(
         self, kind: str, tp: TopicPartition, offset: int, key: bytes | None, value: bytes | None

@@ -220,7 +220,9 @@ class ReferenceState:
 
     def assigned_customers(self, staff_id: str, at: float) -> list[str]:
         per_staff = self._assign.get(staff_id, {})
-        return [c for c, ivs in per_staff.items() if any(i.valid_from <= at < i.valid_to for i in ivs)]
+        return [
+            c for c, ivs in per_staff.items() if any(i.valid_from <= at < i.valid_to for i in ivs)
+        ]
 
     def profile(self, customer_id: str) -> tuple[str, str, str, frozenset[str]] | None:
         """(home_branch_id, segment, sensitivity, related_staff_ids) or None."""

@@ -131,7 +131,12 @@ def visit(
     return t
 
 
-def pick_actions(rng: random.Random, first: Sequence[tuple[str, float]], more: Sequence[tuple[str, float]], k: tuple[int, int]) -> list[str]:
+def pick_actions(
+    rng: random.Random,
+    first: Sequence[tuple[str, float]],
+    more: Sequence[tuple[str, float]],
+    k: tuple[int, int],
+) -> list[str]:
     """Actions of one interaction: each of ``first`` with its probability, then between
     ``k[0]`` and ``k[1]`` distinct actions drawn from the weighted ``more``."""
     out = [a for a, p in first if rng.random() < p]

@@ -214,7 +214,9 @@ class Bank:
         s = self.spans.get((staff_id, customer_id))
         return s is not None and s.covers(ms)
 
-    def portfolio(self, staff_id: str, ms: int, relations: frozenset[str] | None = None) -> list[str]:
+    def portfolio(
+        self, staff_id: str, ms: int, relations: frozenset[str] | None = None
+    ) -> list[str]:
         """Customers assigned to the staff member at ``ms`` (in a stable order)."""
         return [
             c
@@ -423,17 +425,27 @@ def _build_assignments(bank: Bank, rng: random.Random) -> None:
                 if rm in c.related_staff_ids:
                     rm = buddy[rm]
                 bank.assign(
-                    Span(rm, c.customer_id, "relationship_manager", _since(rng, tz, start), None), initial=True
+                    Span(rm, c.customer_id, "relationship_manager", _since(rng, tz, start), None),
+                    initial=True,
                 )
                 bk = buddy[rm]
                 if premium and bk != rm and bk not in c.related_staff_ids:
-                    bank.assign(Span(bk, c.customer_id, "backup", _since(rng, tz, start), None), initial=True)
+                    bank.assign(
+                        Span(bk, c.customer_id, "backup", _since(rng, tz, start), None),
+                        initial=True,
+                    )
             loan_p = 0.4 if c.segment == "corporate" else 0.11
             if rng.random() < loan_p:
                 lo = rng.choice(los)
                 if lo not in c.related_staff_ids:
-                    bank.assign(Span(lo, c.customer_id, "loan_officer", _since(rng, tz, start), None), initial=True)
+                    bank.assign(
+                        Span(lo, c.customer_id, "loan_officer", _since(rng, tz, start), None),
+                        initial=True,
+                    )
             if bms and (c.sensitivity in ("vip", "pep") or c.segment == "private"):
                 bm = bms[0]
                 if bm not in c.related_staff_ids:
-                    bank.assign(Span(bm, c.customer_id, "service_team", _since(rng, tz, start), None), initial=True)
+                    bank.assign(
+                        Span(bm, c.customer_id, "service_team", _since(rng, tz, start), None),
+                        initial=True,
+                    )

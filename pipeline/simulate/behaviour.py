@@ -21,12 +21,12 @@ from pipeline.simulate.labels import NORMAL, LabelBook
 from pipeline.simulate.schedule import DayPlan, Schedule
 
 BASE_INTERACTIONS: dict[str, float] = {
-    "teller": 30,
-    "customer_manager": 17,
-    "loan_officer": 9,
-    "operations": 20,
-    "branch_manager": 10,
-    "auditor": 18,
+    "teller": 38,
+    "customer_manager": 24,
+    "loan_officer": 13,
+    "operations": 26,
+    "branch_manager": 12,
+    "auditor": 22,
     "it_support": 3,
 }
 CHANNEL: dict[str, str] = {
@@ -165,9 +165,9 @@ class Behaviour:
             if k < 3:
                 label = hire
         move = self.changes.moves.get(sid)
-        if move is not None and plan.noon_ms >= move.at_ms and not plan.weekend:
-            if self._workday_no(sid) < 5:
-                label = move.label
+        moved = move is not None and plan.noon_ms >= move.at_ms and not plan.weekend
+        if move is not None and moved and self._workday_no(sid) < 5:
+            label = move.label
         seat = Seat(
             sid, plan.branch_id, plan.tz, self.bank.desk(sid, plan.branch_id), CHANNEL[plan.role]
         )
@@ -194,7 +194,10 @@ class Behaviour:
         minutes: list[float] = []
         for _ in range(n):
             s, e = rng.choices(blocks, weights=lengths)[0]
-            minutes.append(rng.triangular(s, e, s + 0.4 * (e - s)))
+            if rng.random() < 0.5:
+                minutes.append(rng.uniform(s, e))
+            else:
+                minutes.append(rng.triangular(s, e, s + 0.4 * (e - s)))
         if not plan.weekend and len(blocks) > 1 and rng.random() < 0.1:
             minutes.append(rng.uniform(blocks[0][1], blocks[1][0]))  # a client over lunch
         minutes.sort()
@@ -255,9 +258,7 @@ class Behaviour:
         sid = plan.staff_id
         person = self.bank.staff[sid]
         covers = [
-            c
-            for c in self.changes.covers.get(sid, [])
-            if c.start_ms <= plan.noon_ms < c.end_ms
+            c for c in self.changes.covers.get(sid, []) if c.start_ms <= plan.noon_ms < c.end_ms
         ]
         covered = {cid for c in covers for cid in c.customers}
         port = [c for c in self.bank.portfolio(sid, plan.noon_ms) if c not in covered]
@@ -279,12 +280,16 @@ class Behaviour:
             if not port or (r < search_p and here is seat):
                 t = visit(self.rec, here, rng, t, None, ["search_customers"], label=label)
                 if port and rng.random() < 0.7:
-                    return visit(self.rec, here, rng, t, skewed(port, rng), ["view_profile"], label=label)
+                    return visit(
+                        self.rec, here, rng, t, skewed(port, rng), ["view_profile"], label=label
+                    )
                 return t
             if r < search_p + stranger_p and here is seat:
                 c = self._unassigned_here(plan, rng, t)
                 if c is not None:
-                    acts = ["view_profile", "view_balance"] if rng.random() < 0.5 else ["view_profile"]
+                    acts = (
+                        ["view_profile", "view_balance"] if rng.random() < 0.5 else ["view_profile"]
+                    )
                     return visit(self.rec, here, rng, t, c, acts, label=label)
             acts = pick_actions(rng, CM_FIRST, CM_MORE, (1, 3))
             return visit(self.rec, here, rng, t, skewed(port, rng), acts, label=label)
@@ -324,7 +329,9 @@ class Behaviour:
 
         self._sequence(plan, rng, n, one)
 
-    def _operations(self, plan: DayPlan, rng: random.Random, seat: Seat, n: int, label: int) -> None:
+    def _operations(
+        self, plan: DayPlan, rng: random.Random, seat: Seat, n: int, label: int
+    ) -> None:
         if plan.staff_id in self._batch_owners and not plan.weekend:
             self._batches(plan, rng)
 
@@ -351,8 +358,8 @@ class Behaviour:
         ]
         runs = [7 * 60 + 30, 18 * 60 + 30] if month_end else [7 * 60 + 30]
         num = self.bank.branch[plan.branch_id].number
-        for minute in runs:
-            minute += rng.uniform(-3, 3)
+        for nominal in runs:
+            minute = nominal + rng.uniform(-3, 3)
             k = rng.randint(40, 90) if month_end else rng.randint(6, 18)
             scale = rng.uniform(1.5, 3.0) if month_end else 1.0
             t = plan.ms(minute)
@@ -377,7 +384,11 @@ class Behaviour:
         team = self.bank.portfolio(plan.staff_id, plan.noon_ms, frozenset({"service_team"}))
 
         def one(t: int) -> int:
-            c = skewed(team, rng) if team and rng.random() < 0.65 else self._unassigned_here(plan, rng, t)
+            c = (
+                skewed(team, rng)
+                if team and rng.random() < 0.65
+                else self._unassigned_here(plan, rng, t)
+            )
             if c is None:
                 return t
             acts = pick_actions(rng, BM_FIRST, BM_MORE, (1, 1))
@@ -402,7 +413,9 @@ class Behaviour:
 
         self._sequence(plan, rng, n, one)
 
-    def _it_support(self, plan: DayPlan, rng: random.Random, seat: Seat, n: int, label: int) -> None:
+    def _it_support(
+        self, plan: DayPlan, rng: random.Random, seat: Seat, n: int, label: int
+    ) -> None:
         everyone = self.bank.customers
 
         def one(t: int) -> int:
@@ -411,7 +424,9 @@ class Behaviour:
             if rng.random() < 0.25:  # checking a screen a ticket complains about
                 c = everyone[rng.randrange(len(everyone))]
                 if plan.staff_id not in c.related_staff_ids:
-                    return visit(self.rec, seat, rng, t, c.customer_id, ["view_profile"], label=label)
+                    return visit(
+                        self.rec, seat, rng, t, c.customer_id, ["view_profile"], label=label
+                    )
             return t
 
         self._sequence(plan, rng, max(1, n), one)

@@ -160,7 +160,13 @@ def _reassign(bank: Bank, plan: ChangePlan, staff_id: str, at_ms: int, *, revoke
 
 
 def _new_portfolio(
-    bank: Bank, rng: random.Random, staff_id: str, branch_id: str, relation: str, size: int, at_ms: int
+    bank: Bank,
+    rng: random.Random,
+    staff_id: str,
+    branch_id: str,
+    relation: str,
+    size: int,
+    at_ms: int,
 ) -> None:
     """Give a (moved or new) employee customers of the branch who had no manager."""
     pool = [
@@ -204,7 +210,9 @@ def _moves(bank: Bank, book: LabelBook, rng: random.Random, plan: ChangePlan, co
         )
         bank.desk(mover, dst)
         if role == "customer_manager":
-            _new_portfolio(bank, rng, mover, dst, "relationship_manager", rng.randint(40, 80), at_ms)
+            _new_portfolio(
+                bank, rng, mover, dst, "relationship_manager", rng.randint(40, 80), at_ms
+            )
         else:
             _new_portfolio(bank, rng, mover, dst, "loan_officer", rng.randint(15, 30), at_ms)
         label = book.new("transfer", mover, within_session=False)

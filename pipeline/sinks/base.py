@@ -33,8 +33,8 @@ class MemorySink:
         for alert in alerts:
             current = self.rows.get(alert["alert_id"])
             if current is None or current["payload"]["revision"] < alert["revision"]:
-                status, verdict = ("open", None) if current is None else (
-                    current["status"], current["verdict"]
+                status, verdict = (
+                    ("open", None) if current is None else (current["status"], current["verdict"])
                 )
                 self.rows[alert["alert_id"]] = {
                     "payload": dict(alert),

@@ -17,14 +17,8 @@ from aiokafka import AIOKafkaProducer
 
 from pipeline.settings import Settings
 from pipeline.topics import ensure_topics
-from tests.integration.kit import (
-    BOOTSTRAP,
-    DATABASE_URL,
-    PARTITIONS,
-    WorkerProcess,
-    free_port,
-    reachable,
-)
+from pipeline.workers import WorkerProcess
+from tests.integration.kit import BOOTSTRAP, DATABASE_URL, PARTITIONS, free_port, reachable
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

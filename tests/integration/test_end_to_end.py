@@ -18,7 +18,9 @@ SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
 T0 = "2026-03-02T09:00:00+08:00"
 
 
-def event(n: int, customer: str | None, action: str = "view_profile", **extra: Any) -> dict[str, Any]:
+def event(
+    n: int, customer: str | None, action: str = "view_profile", **extra: Any
+) -> dict[str, Any]:
     return {
         "event_id": f"e2e-{n}",
         "occurred_at": f"2026-03-02T10:{n % 60:02d}:00+08:00",

@@ -1,3 +1,4 @@
+# mypy: disable-error-code="import-untyped"
 """pipeline.decode: error codes, defaults, timestamps and dead letters."""
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pipeline.decode import (
     decode_feedback,
     decode_staff_record,
 )
+from pipeline.errors import PoisonError
 from pipeline.records import AccessEvent, Assignment, StaffRecord
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
@@ -125,9 +127,24 @@ CASES: list[tuple[str, Callable[[bytes | None], object], bytes | None, str | Non
     ("bad_timestamp", decode_access_event, with_(EVENT, occurred_at="2026-03-02"), None),
     ("bad_timestamp", decode_access_event, with_(EVENT, occurred_at="2026-02-30T00:00:00Z"), None),
     ("bad_timestamp", decode_access_event, with_(EVENT, occurred_at="2026-03-02T23:59:60Z"), None),
-    ("bad_timestamp", decode_access_event, with_(EVENT, occurred_at="2026-03-02T01:00:00+05:60"), None),
-    ("bad_timestamp", decode_access_event, with_(EVENT, occurred_at="2026-03-02T01:00:00Z\n"), None),
-    ("bad_timestamp", decode_access_event, with_(EVENT, occurred_at="0001-01-01T00:00:00+00:01"), None),
+    (
+        "bad_timestamp",
+        decode_access_event,
+        with_(EVENT, occurred_at="2026-03-02T01:00:00+05:60"),
+        None,
+    ),
+    (
+        "bad_timestamp",
+        decode_access_event,
+        with_(EVENT, occurred_at="2026-03-02T01:00:00Z\n"),
+        None,
+    ),
+    (
+        "bad_timestamp",
+        decode_access_event,
+        with_(EVENT, occurred_at="0001-01-01T00:00:00+00:01"),
+        None,
+    ),
     ("bad_timestamp", decode_assignment, with_(ASSIGNMENT, valid_to="2026-13-01T00:00:00Z"), None),
     ("invalid_value", decode_access_event, with_(EVENT, event_id=""), "event_id"),
     ("invalid_value", decode_access_event, with_(EVENT, event_id="e" * 129), "event_id"),
@@ -236,9 +253,10 @@ def test_empty_optional_text_reads_as_absent() -> None:
 
 
 def test_search_may_have_null_or_real_customer() -> None:
-    assert decode_access_event(
-        with_(EVENT, action="search_customers", customer_id=None)
-    ).customer_id is None
+    assert (
+        decode_access_event(with_(EVENT, action="search_customers", customer_id=None)).customer_id
+        is None
+    )
     assert decode_access_event(with_(EVENT, action="search_customers")).customer_id == "C1"
 
 
@@ -249,7 +267,11 @@ def test_staff_record_defaults_and_shift() -> None:
     staff = decode_staff_record(
         with_(STAFF, shift_start="22:00", shift_end="06:00", timezone="Europe/London")
     )
-    assert (staff.shift_start, staff.shift_end, staff.timezone) == ("22:00", "06:00", "Europe/London")
+    assert (staff.shift_start, staff.shift_end, staff.timezone) == (
+        "22:00",
+        "06:00",
+        "Europe/London",
+    )
 
 
 def test_assignment_defaults_and_valid_to() -> None:
@@ -341,7 +363,11 @@ def test_dead_letter_utf8() -> None:
     letter = make_dead_letter(raw, b"S1")
     assert letter["original"] == raw.decode("utf-8")
     assert (letter["encoding"], letter["key"], letter["key_encoding"]) == ("utf-8", "S1", "utf-8")
-    assert (letter["topic"], letter["partition"], letter["offset"]) == ("bank.access-events", 5, 1234)
+    assert (letter["topic"], letter["partition"], letter["offset"]) == (
+        "bank.access-events",
+        5,
+        1234,
+    )
     assert letter["error"] == {
         "code": "unknown_enum",
         "message": "field 'action' has unknown value 'delete_all'",
@@ -378,3 +404,11 @@ def test_dead_letter_keeps_over_large_value_whole() -> None:
         "code": "value_too_large",
         "message": f"value is {len(raw)} bytes, more than {MAX_VALUE_BYTES}",
     }
+
+
+def test_dead_letter_for_another_stage_poison_error() -> None:
+    assert issubclass(DecodeError, PoisonError)
+    error = PoisonError("rejected_by_database", "revision must be >= 1")
+    letter = dead_letter(b'{"alert_id": "a"}', b"S1", "bank.alerts", 0, 0, error, T_0130Z)
+    DLQ_VALIDATOR.validate(letter)
+    assert letter["error"] == {"code": "rejected_by_database", "message": "revision must be >= 1"}

@@ -1,3 +1,4 @@
+# mypy: disable-error-code="import-untyped"
 """Property: the decoder accepts exactly what the JSON Schema accepts.
 
 For each input record type, hypothesis builds JSON objects from valid values and
@@ -141,7 +142,9 @@ json_scalars = st.one_of(
 )
 json_values = st.recursive(
     json_scalars,
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3)
+    ),
     max_leaves=6,
 )
 wrong_types = st.one_of(
@@ -168,7 +171,9 @@ def nullable_text() -> tuple[st.SearchStrategy[Any], st.SearchStrategy[Any]]:
     return st.none() | st.text(max_size=20), wrong_types.filter(lambda v: v is not None)
 
 
-def enum(values: frozenset[str] | tuple[str, ...]) -> tuple[st.SearchStrategy[Any], st.SearchStrategy[Any]]:
+def enum(
+    values: frozenset[str] | tuple[str, ...],
+) -> tuple[st.SearchStrategy[Any], st.SearchStrategy[Any]]:
     ordered = sorted(values)
     near_misses = [v.upper() for v in ordered[:2]] + [ordered[0] + " ", "", "unknown"]
     return st.sampled_from(ordered), st.sampled_from(near_misses) | wrong_types
@@ -245,34 +250,41 @@ def counts() -> tuple[st.SearchStrategy[Any], st.SearchStrategy[Any]]:
 
 def shift_times() -> tuple[st.SearchStrategy[Any], st.SearchStrategy[Any]]:
     good = st.builds(lambda h, m: f"{h:02d}:{m:02d}", st.integers(0, 23), st.integers(0, 59))
-    bad = st.sampled_from(
-        ["24:00", "23:60", "8:30", "08:30:00", "0830", "08:30\n", " 08:30", "", "٠٨:٣٠"]
-    ) | wrong_types
+    bad = (
+        st.sampled_from(
+            ["24:00", "23:60", "8:30", "08:30:00", "0830", "08:30\n", " 08:30", "", "٠٨:٣٠"]
+        )
+        | wrong_types
+    )
     return good, bad
 
 
 def zones() -> tuple[st.SearchStrategy[Any], st.SearchStrategy[Any]]:
     good = st.sampled_from(sorted(ZONES))
-    bad = st.sampled_from(
-        [
-            "Mars/Olympus",
-            "asia/shanghai",
-            "Asia/Shanghai\n",
-            "Asia/ Shanghai",
-            "America",
-            "../etc/passwd",
-            "/etc/localtime",
-            "",
-            "UTC+8",
-        ]
-    ) | wrong_types
+    bad = (
+        st.sampled_from(
+            [
+                "Mars/Olympus",
+                "asia/shanghai",
+                "Asia/Shanghai\n",
+                "Asia/ Shanghai",
+                "America",
+                "../etc/passwd",
+                "/etc/localtime",
+                "",
+                "UTC+8",
+            ]
+        )
+        | wrong_types
+    )
     return good, bad
 
 
 def staff_id_lists() -> tuple[st.SearchStrategy[Any], st.SearchStrategy[Any]]:
     good_id, bad_id = ids(64)
     good = st.lists(good_id, max_size=4)
-    bad = st.lists(good_id | bad_id, min_size=1, max_size=4) | st.sampled_from(["S1", None, {}])
+    bad: st.SearchStrategy[Any] = st.lists(good_id | bad_id, min_size=1, max_size=4)
+    bad |= st.sampled_from(["S1", None, {}])
     return good, bad
 
 
