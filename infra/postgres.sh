@@ -152,7 +152,6 @@ start() {
     pid=$(server_pid) || die "pg_ctl reported success but no server runs from $PG_DATA"
   fi
   server_ready || {
-    show_log_tail "$PG_LOG"
     die "server pid $pid runs but does not accept connections on 127.0.0.1:$PG_PORT (started with another PIPELINE_PG_PORT? see $PG_DATA/pipeline.conf; log: $PG_LOG)"
   }
   ensure_role_and_db

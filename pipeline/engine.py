@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from pipeline.alerts.ids import Pseudonymizer
 from pipeline.alerts.incidents import IncidentTracker, RiskConfig, StaffRisk
+from pipeline.detect.behaviour import Behaviour, observe_behaviour
 from pipeline.detect.rules import evaluate_rules
 from pipeline.records import AccessEvent, Alert
 from pipeline.reference.state import ReferenceState
@@ -26,6 +27,21 @@ class EngineStats:
     signals: int = 0
     alerts: int = 0
     newest_event_at: float = 0.0
+
+
+@dataclass(slots=True)
+class StaffState:
+    """Everything the pipeline knows of one employee (one value of the staff table)."""
+
+    risk: StaffRisk = field(default_factory=StaffRisk)
+    behaviour: Behaviour = field(default_factory=Behaviour)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"risk": self.risk.to_json(), "behaviour": self.behaviour.to_json()}
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> StaffState:
+        return cls(StaffRisk.from_json(raw["risk"]), Behaviour.from_json(raw["behaviour"]))
 
 
 class Backing(Protocol):
@@ -44,15 +60,15 @@ class StaffStore:
     Objects are loaded on first use and written back by :meth:`flush`.
     """
 
-    backing: Backing = field(default_factory=dict)
-    cache: dict[str, StaffRisk] = field(default_factory=dict)
+    backing: Backing = field(default_factory=lambda: dict[str, Any]())
+    cache: dict[str, StaffState] = field(default_factory=dict)
     dirty: set[str] = field(default_factory=set)
 
-    def get(self, staff_id: str) -> StaffRisk:
+    def get(self, staff_id: str) -> StaffState:
         st = self.cache.get(staff_id)
         if st is None:
             raw = self.backing.get(staff_id)
-            st = StaffRisk.from_json(raw) if raw else StaffRisk()
+            st = StaffState.from_json(raw) if raw else StaffState()
             self.cache[staff_id] = st
         self.dirty.add(staff_id)
         return st
@@ -91,16 +107,20 @@ class Engine:
         if event.occurred_at > stats.newest_event_at:
             stats.newest_event_at = event.occurred_at
         enriched = self.reference.enrich(event)
+        st = self.store.get(event.staff_id)
         signals = evaluate_rules(enriched)
-        if not signals:
-            return None
+        signals += observe_behaviour(st.behaviour, enriched, signals)
         stats.signals += len(signals)
-        alert = self.tracker.observe(
-            self.store.get(event.staff_id), enriched, signals, self.clock()
-        )
+        alert = self.tracker.observe(st.risk, enriched, signals, self.clock())
+        if st.risk.incident is not None:
+            st.behaviour.day_flagged = True  # do not learn baselines from a flagged day
         if alert is not None:
             stats.alerts += 1
         return alert
+
+    def apply_feedback(self, staff_id: str, codes: list[str]) -> None:
+        """An analyst judged an alert of ``staff_id`` benign: weigh its reasons less."""
+        self.store.get(staff_id).behaviour.apply_feedback(codes)
 
     def process_batch(self, events: Iterable[AccessEvent]) -> list[Alert]:
         """Process in order; keep only the newest revision of each alert in the batch."""

@@ -4,11 +4,13 @@ Pure and synchronous. :class:`StaffRisk` is the whole per-employee state; it
 serializes to plain JSON (never pickle) so it can travel through a changelog.
 
 Risk accumulates the weights of every signal and decays exponentially in
-event time (``half_life_s``). When it crosses ``open_threshold`` an incident
-opens, taking along the recent evidence that built the risk up; later
-evidence joins the same incident, and each change re-emits the alert with the
-same ``alert_id`` and ``revision + 1``. The incident closes once risk has
-decayed below ``close_below``; the next crossing opens a new one.
+event time, on two timescales (:class:`RiskConfig`). When it crosses
+``open_at`` an incident opens, taking along the recent evidence that built
+the risk up; later evidence joins the same incident, and news an analyst
+cares about (a new reason, a higher severity, 25% more events, or 15 minutes
+of event time) re-emits the alert with the same ``alert_id`` and
+``revision + 1``. The incident closes once risk has decayed below
+``close_below``; the next crossing opens a new one.
 """
 
 from __future__ import annotations
@@ -29,16 +31,32 @@ MAX_PENDING = 50
 
 @dataclass(frozen=True, slots=True)
 class RiskConfig:
-    half_life_s: float = 6 * 3600.0
-    open_threshold: float = 40.0
-    close_below: float = 5.0
+    """Two accumulators of the same evidence, on two timescales.
+
+    ``fast`` (half-life ``fast_half_life_s``) catches what happens within a
+    session; ``slow`` (half-life ``slow_half_life_s``) catches the same kind of
+    evidence spread over days (low-and-slow). Risk, on a 0-100+ scale, is
+    ``50 * max(fast / fast_open, slow / slow_open)``: an incident opens at 50.
+    """
+
+    fast_half_life_s: float = 2 * 3600.0
+    fast_open: float = 50.0
+    slow_half_life_s: float = 3 * 86400.0
+    slow_open: float = 130.0
+    open_at: float = 50.0
+    close_below: float = 10.0
+    reemit_growth: float = 1.25  # re-emit when the event count grows by this factor
+    reemit_after_s: float = 900.0  # ... or after this much event time with new evidence
+
+    def risk(self, fast: float, slow: float) -> float:
+        return 50.0 * max(fast / self.fast_open, slow / self.slow_open)
 
     def severity(self, risk: float) -> str:
-        if risk >= 150:
-            return "critical"
         if risk >= 100:
+            return "critical"
+        if risk >= 80:
             return "high"
-        if risk >= 60:
+        if risk >= 65:
             return "medium"
         return "low"
 
@@ -71,6 +89,10 @@ class Incident:
     # code -> [total weight, occurrences, latest summary]
     reasons: dict[str, list[Any]] = field(default_factory=dict)
     peak_risk: float = 0.0
+    emitted_count: int = 0
+    emitted_at: float = 0.0
+    emitted_codes: list[str] = field(default_factory=list)
+    emitted_severity: str = ""
 
     def add(self, ev: Evidence) -> None:
         self.first_event_at = min(self.first_event_at, ev.at)
@@ -102,6 +124,10 @@ class Incident:
             "customers": self.customers,
             "reasons": self.reasons,
             "peak_risk": self.peak_risk,
+            "emitted_count": self.emitted_count,
+            "emitted_at": self.emitted_at,
+            "emitted_codes": self.emitted_codes,
+            "emitted_severity": self.emitted_severity,
         }
 
     @classmethod
@@ -111,7 +137,8 @@ class Incident:
 
 @dataclass(slots=True)
 class StaffRisk:
-    risk: float = 0.0
+    risk: float = 0.0  # fast accumulator
+    slow: float = 0.0  # slow accumulator
     risk_at: float = 0.0
     incident: Incident | None = None
     pending: list[Evidence] = field(default_factory=list)
@@ -119,6 +146,7 @@ class StaffRisk:
     def to_json(self) -> dict[str, Any]:
         return {
             "risk": self.risk,
+            "slow": self.slow,
             "risk_at": self.risk_at,
             "incident": self.incident.to_json() if self.incident else None,
             "pending": [p.to_json() for p in self.pending],
@@ -129,6 +157,7 @@ class StaffRisk:
         inc = raw.get("incident")
         return cls(
             risk=raw["risk"],
+            slow=raw.get("slow", 0.0),
             risk_at=raw["risk_at"],
             incident=Incident.from_json(inc) if inc else None,
             pending=[Evidence.from_json(p) for p in raw.get("pending", [])],
@@ -142,9 +171,15 @@ class IncidentTracker:
 
     def _decay_to(self, st: StaffRisk, at: float) -> None:
         if at > st.risk_at:
+            dt = at - st.risk_at
             if st.risk:
-                st.risk *= 0.5 ** ((at - st.risk_at) / self.config.half_life_s)
+                st.risk *= 0.5 ** (dt / self.config.fast_half_life_s)
+            if st.slow:
+                st.slow *= 0.5 ** (dt / self.config.slow_half_life_s)
             st.risk_at = at
+
+    def current_risk(self, st: StaffRisk) -> float:
+        return self.config.risk(st.risk, st.slow)
 
     @staticmethod
     def _seen(st: StaffRisk, event_id: str) -> bool:
@@ -159,7 +194,7 @@ class IncidentTracker:
         ev = e.event
         self._decay_to(st, ev.occurred_at)
         cfg = self.config
-        if st.incident is not None and st.risk < cfg.close_below:
+        if st.incident is not None and self.current_risk(st) < cfg.close_below:
             st.incident = None
         if not signals or self._seen(st, ev.event_id):
             return None  # no evidence, or a redelivered event (at-least-once input)
@@ -169,13 +204,16 @@ class IncidentTracker:
             ev.customer_id,
             [(s.code, s.weight, s.summary) for s in signals],
         )
-        st.risk += sum(s.weight for s in signals)
+        added = sum(s.weight for s in signals)
+        st.risk += added
+        st.slow += added
+        risk = self.current_risk(st)
         inc = st.incident
         if inc is None:
-            horizon = ev.occurred_at - 4 * cfg.half_life_s
+            horizon = ev.occurred_at - 2 * cfg.slow_half_life_s
             st.pending = [p for p in st.pending if p.at >= horizon][-(MAX_PENDING - 1) :]
             st.pending.append(evidence)
-            if st.risk < cfg.open_threshold:
+            if risk < cfg.open_at:
                 return None
             first = st.pending[0]
             inc = Incident(
@@ -191,13 +229,28 @@ class IncidentTracker:
             st.incident = inc
         else:
             inc.add(evidence)
+        inc.peak_risk = max(inc.peak_risk, risk)
+        if not self._should_emit(inc, ev.occurred_at):
+            return None
         inc.revision += 1
-        inc.peak_risk = max(inc.peak_risk, st.risk)
-        return self.alert(ev.staff_id, inc, st.risk, e.role, now)
+        inc.emitted_count = inc.event_count
+        inc.emitted_at = ev.occurred_at
+        inc.emitted_codes = sorted(inc.reasons)
+        inc.emitted_severity = cfg.severity(inc.peak_risk)
+        return self.alert(ev.staff_id, inc, e.role, now)
 
-    def alert(
-        self, staff_id: str, inc: Incident, risk: float, role: str | None, now: float
-    ) -> Alert:
+    def _should_emit(self, inc: Incident, at: float) -> bool:
+        """Re-emit on news an analyst cares about, not on every event."""
+        cfg = self.config
+        return (
+            inc.revision == 0
+            or sorted(inc.reasons) != inc.emitted_codes
+            or cfg.severity(inc.peak_risk) != inc.emitted_severity
+            or inc.event_count >= inc.emitted_count * cfg.reemit_growth
+            or at - inc.emitted_at >= cfg.reemit_after_s
+        )
+
+    def alert(self, staff_id: str, inc: Incident, role: str | None, now: float) -> Alert:
         reasons = sorted(
             (Reason(code, slot[2], slot[0]) for code, slot in inc.reasons.items()),
             key=lambda r: -r.weight,

@@ -1,30 +1,118 @@
-"""Stateless rules over one enriched access. Pure functions; no I/O."""
+"""Stateless rules over one enriched access. Pure functions; no I/O.
+
+Each rule returns a :class:`Signal` with the catalogue weight, or None.
+Role matters: tellers serve walk-in customers they are not assigned to,
+operations staff run bulk exports, auditors sample across branches; the
+rules below say, each, whom they apply to.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from pipeline.detect.catalogue import spec
+from pipeline.detect.shift import local_time, outside_shift
 from pipeline.detect.signals import Signal
+from pipeline.records import EXPORT_ACTIONS
 from pipeline.reference.state import Enriched
+
+# Roles whose work is their own portfolio: unassigned access is the exception.
+PORTFOLIO_ROLES = frozenset({"customer_manager", "loan_officer"})
+# Roles that legitimately touch customers across branches or without assignment.
+CROSS_BRANCH_ROLES = frozenset({"auditor", "operations", "it_support"})
+SENSITIVE = frozenset({"vip", "pep", "employee", "restricted"})
+
+
+def _sig(code: str, summary: str) -> Signal:
+    return Signal(code, spec(code).weight, summary)
+
+
+def _unassigned(e: Enriched) -> bool:
+    return e.event.customer_id is not None and not e.assigned
 
 
 def unassigned_customer_access(e: Enriched) -> Signal | None:
-    """A customer manager touching a customer they are not assigned to."""
-    ev = e.event
-    if ev.customer_id is None or e.assigned or e.role != "customer_manager":
+    """Own-branch customer, no assignment, by someone who works a portfolio."""
+    if not _unassigned(e) or e.role not in PORTFOLIO_ROLES:
         return None
-    s = spec("unassigned_customer_access")
-    return Signal(s.code, s.weight, f"{ev.action} on a customer not assigned to {ev.staff_id}")
+    if e.home_branch_id is not None and e.home_branch_id != e.staff_branch_id:
+        return None  # other_branch_customer_access covers it
+    return _sig("unassigned_customer_access", f"{e.event.action} on an unassigned customer")
+
+
+def other_branch_customer_access(e: Enriched) -> Signal | None:
+    if not _unassigned(e) or e.role in CROSS_BRANCH_ROLES or e.role is None:
+        return None
+    if e.home_branch_id is None or e.home_branch_id == e.staff_branch_id:
+        return None
+    return _sig(
+        "other_branch_customer_access",
+        f"{e.event.action} on an unassigned customer of {e.home_branch_id} "
+        f"(employee's branch {e.staff_branch_id})",
+    )
 
 
 def credit_report_without_authorization(e: Enriched) -> Signal | None:
     ev = e.event
     if ev.action != "credit_report_query" or ev.authorization_ref:
         return None
-    s = spec("credit_report_without_authorization")
-    return Signal(s.code, s.weight, "credit report queried without authorization_ref")
+    return _sig(
+        "credit_report_without_authorization", "credit report queried without authorization_ref"
+    )
 
 
-RULES = (unassigned_customer_access, credit_report_without_authorization)
+def inactive_staff_activity(e: Enriched) -> Signal | None:
+    if e.event.outcome == "denied":
+        return None  # the bank's own controls stopped it
+    if not e.known_staff:
+        return _sig("inactive_staff_activity", "operator id unknown to HR at that time")
+    if e.status == "active":
+        return None
+    return _sig("inactive_staff_activity", f"activity while HR status was {e.status}")
+
+
+def related_customer_access(e: Enriched) -> Signal | None:
+    if not e.related:
+        return None
+    return _sig("related_customer_access", f"{e.event.action} on a related customer's data")
+
+
+def sensitive_customer_access(e: Enriched) -> Signal | None:
+    if e.sensitivity not in SENSITIVE or e.assigned or e.role == "auditor" or e.related:
+        return None
+    return _sig("sensitive_customer_access", f"{e.event.action} on a {e.sensitivity} customer")
+
+
+def statement_export_unassigned(e: Enriched) -> Signal | None:
+    ev = e.event
+    if ev.action not in EXPORT_ACTIONS or not _unassigned(e) or e.role in ("teller", "operations"):
+        return None
+    return _sig(
+        "statement_export_unassigned",
+        f"{ev.action} ({ev.record_count} records) for an unassigned customer",
+    )
+
+
+def off_shift_access(e: Enriched) -> Signal | None:
+    ev = e.event
+    if e.assigned or ev.channel == "back_office_batch":
+        return None
+    local = local_time(ev.occurred_at, e.timezone)
+    if not outside_shift(local, e.shift_start, e.shift_end):
+        return None
+    return _sig("off_shift_access", f"{ev.action} at {local:%H:%M} local, outside the shift")
+
+
+RULES: tuple[Callable[[Enriched], Signal | None], ...] = (
+    unassigned_customer_access,
+    other_branch_customer_access,
+    credit_report_without_authorization,
+    inactive_staff_activity,
+    related_customer_access,
+    sensitive_customer_access,
+    statement_export_unassigned,
+    off_shift_access,
+)
 
 
 def evaluate_rules(e: Enriched) -> list[Signal]:

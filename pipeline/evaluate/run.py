@@ -23,21 +23,15 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from pipeline.decode import decode_access_event
 from pipeline.evaluate.baselines import halfspacetrees, naive_rules
+from pipeline.evaluate.offline import load_reference, run_core
 from pipeline.evaluate.report import format_console, write_report
 from pipeline.evaluate.score import Scorecard, score
-from pipeline.reference.reader import apply_reference_record
-from pipeline.reference.state import Enriched, ReferenceState
+from pipeline.reference.state import Enriched
 from pipeline.settings import Settings
 from pipeline.simulate import SimConfig, Simulation, generate
 from pipeline.simulate.output import publish_kafka
 from pipeline.topics import ensure_topics, partition_counts
 from pipeline.workers import WorkerProcess
-
-KIND_BY_TOPIC = {
-    "staff-directory": "staff",
-    "staff-assignments": "assignment",
-    "customer-profiles": "profile",
-}
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -51,6 +45,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--out", type=Path, default=None, help="default reports/eval-<seed>")
     parser.add_argument("--timeout", type=float, default=900.0, help="max seconds to drain")
+    parser.add_argument(
+        "--offline",
+        action="store_true",
+        help="run the pure core in-process instead of the real pipeline (tuning only)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -59,10 +58,7 @@ def run(args: argparse.Namespace) -> int:
 
 def enrich_offline(sim: Simulation) -> Iterator[Enriched]:
     """The pipeline's own enrichment of every simulated access, in stream order."""
-    state = ReferenceState()
-    for rec in sim.reference:
-        value = None if rec.value is None else orjson.dumps(rec.value)
-        apply_reference_record(state, KIND_BY_TOPIC[rec.topic], rec.key.encode(), value)
+    state = load_reference(sim)
     for ev in sim.events:
         yield state.enrich(decode_access_event(orjson.dumps(ev)))
 
@@ -149,6 +145,21 @@ async def evaluate(args: argparse.Namespace) -> int:
         f"in {gen_s:.1f} s"
     )
 
+    if args.offline:
+        alerts, core_s = run_core(sim)
+        meta_run: dict[str, Any] = {
+            "mode": "offline (pure core, no broker)",
+            "drain_seconds": round(core_s, 1),
+            "throughput_events_per_second": round(len(sim.events) / core_s),
+        }
+    else:
+        alerts, meta_run = await _run_real(args, s, sim, out_dir)
+    return _finish(args, config, sim, alerts, meta_run, gen_s, s, out_dir)
+
+
+async def _run_real(
+    args: argparse.Namespace, s: Settings, sim: Simulation, out_dir: Path
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     await ensure_topics(s, args.partitions)
     t = time.monotonic()
     await publish_kafka(sim, s.kafka_bootstrap, s.topic_prefix, None, args.partitions)
@@ -173,6 +184,29 @@ async def evaluate(args: argparse.Namespace) -> int:
     print(f"drained {consumed} accesses in {drain_s:.1f} s ({throughput:,.0f} events/s)")
 
     alerts = await read_all(s.kafka_bootstrap, s.alerts_topic)
+    stored = await _stored_alerts(s.database_url, {a["alert_id"] for a in alerts})
+    return alerts, {
+        "mode": "real pipeline (Kafka, worker processes, Postgres)",
+        "workers": args.workers,
+        "partitions": args.partitions,
+        "publish_seconds": round(pub_s, 1),
+        "worker_healthy_seconds": round(healthy_s, 1),
+        "drain_seconds": round(drain_s, 1),
+        "throughput_events_per_second": round(throughput),
+        "alerts_in_postgres": stored,
+    }
+
+
+def _finish(
+    args: argparse.Namespace,
+    config: SimConfig,
+    sim: Simulation,
+    alerts: list[dict[str, Any]],
+    meta_run: dict[str, Any],
+    gen_s: float,
+    s: Settings,
+    out_dir: Path,
+) -> int:
     staff_days = sim.active_staff_days()
     cards: list[Scorecard] = [score("pipeline", sim.incidents, alerts, staff_days)]
     for name, fn in (("naive_rules", naive_rules), ("halfspacetrees", halfspacetrees)):
@@ -182,7 +216,6 @@ async def evaluate(args: argparse.Namespace) -> int:
         card.extra["seconds"] = round(time.monotonic() - t, 2)
         cards.append(card)
 
-    stored = await _stored_alerts(s.database_url, {a["alert_id"] for a in alerts})
     meta: dict[str, Any] = {
         "seed": args.seed,
         "size": dataclasses.asdict(config),
@@ -190,15 +223,9 @@ async def evaluate(args: argparse.Namespace) -> int:
         "incidents": len([i for i in sim.incidents if not i.benign]),
         "benign_lookalikes": len([i for i in sim.incidents if i.benign]),
         "active_staff_days": staff_days,
-        "workers": args.workers,
-        "partitions": args.partitions,
         "generate_seconds": round(gen_s, 1),
-        "publish_seconds": round(pub_s, 1),
-        "worker_healthy_seconds": round(healthy_s, 1),
-        "drain_seconds": round(drain_s, 1),
-        "throughput_events_per_second": round(throughput),
         "alert_revisions": len(alerts),
-        "alerts_in_postgres": stored,
+        **meta_run,
     }
     paths = write_report(cards, meta, out_dir)
     print(format_console(cards, meta))

@@ -91,8 +91,8 @@ class Customer:
 @dataclass(frozen=True, slots=True)
 class Span:
     """One Assignment record: ``staff_id`` is responsible for ``customer_id`` in
-    ``[valid_from, valid_to)``. A ``revoke`` record carries the original ``valid_from`` and
-    ``valid_to`` = the revocation time, so it reads the same either way."""
+    ``[valid_from, valid_to)``. Spans held in :attr:`Bank.spans` are always ``assign``
+    intervals; ``revoke`` spans only appear in the published change log."""
 
     staff_id: str
     customer_id: str
@@ -199,13 +199,14 @@ class Bank:
         else:
             self._log(span.valid_from, "span", span.staff_id, span=span)
 
-    def end(self, staff_id: str, customer_id: str, at_ms: int, *, revoke: bool) -> Span:
-        """End an assignment at ``at_ms`` (republish it with valid_to, or as a revoke)."""
+    def end(self, staff_id: str, customer_id: str, at_ms: int, *, revoke: bool) -> None:
+        """End an assignment at ``at_ms``: republish it with ``valid_to`` = ``at_ms``, or
+        publish ``op = "revoke"`` with ``valid_from`` = ``at_ms`` (a revoke withdraws the
+        pair from its ``valid_from`` on; earlier validity stands)."""
         old = self.spans[(staff_id, customer_id)]
-        new = replace(old, valid_to=at_ms, op="revoke" if revoke else "assign")
-        self._put(new)
-        self._log(at_ms, "span", staff_id, span=new)
-        return new
+        self._put(replace(old, valid_to=at_ms))
+        published = Span(staff_id, customer_id, old.relation, at_ms, None, "revoke") if revoke else replace(old, valid_to=at_ms)
+        self._log(at_ms, "span", staff_id, span=published)
 
     def has_key(self, staff_id: str, customer_id: str) -> bool:
         return (staff_id, customer_id) in self.spans
@@ -272,7 +273,7 @@ def spread(total: int, weights: list[float], minimum: int) -> list[int]:
     """Split ``total`` over ``weights`` (largest remainder), each part at least ``minimum``.
 
     >>> spread(10, [2.0, 1.0, 1.0], 1)
-    [5, 3, 2]
+    [4, 3, 3]
     """
     n = len(weights)
     base = [minimum] * n

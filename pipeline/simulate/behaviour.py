@@ -84,16 +84,28 @@ AUDIT_MORE = (
 
 
 def is_month_end(day: date) -> bool:
-    """The last or first business day (Mon-Fri) of a month: statement runs are larger."""
+    """Month-end processing days: the last business day (Mon-Fri) of a month and the first
+    two of the next, when statement runs are larger.
+
+    >>> [d for d in range(1, 6) if is_month_end(date(2026, 3, d))]
+    [2, 3]
+    >>> is_month_end(date(2026, 3, 31)), is_month_end(date(2026, 3, 30))
+    (True, False)
+    """
     if day.weekday() >= 5:
         return False
-    prev = day - timedelta(days=1)
-    while prev.weekday() >= 5:
-        prev -= timedelta(days=1)
     nxt = day + timedelta(days=1)
     while nxt.weekday() >= 5:
         nxt += timedelta(days=1)
-    return prev.month != day.month or nxt.month != day.month
+    if nxt.month != day.month:
+        return True
+    before = 0  # business days earlier in the same month
+    prev = day - timedelta(days=1)
+    while prev.month == day.month and before < 2:
+        if prev.weekday() < 5:
+            before += 1
+        prev -= timedelta(days=1)
+    return before < 2
 
 
 def skewed(items: list[str], rng: random.Random) -> str:

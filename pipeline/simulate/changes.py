@@ -4,9 +4,9 @@ Each change edits the :class:`~pipeline.simulate.bank.Bank` (new staff records, 
 that start or end) and is logged for publication ahead of when it takes effect. The
 returned :class:`ChangePlan` tells behaviour and incident injection who is affected.
 
-Assignments that end are republished with ``valid_to`` = the change time; terminated staff's
-assignments are republished as ``op = "revoke"`` with the original ``valid_from`` and
-``valid_to`` = the termination time (both forms mean: assigned before, not after).
+Assignments that end are republished with ``valid_to`` = the change time (transfers, leave
+cover); a terminated employee's assignments are withdrawn by ``op = "revoke"`` records with
+``valid_from`` = the termination time. Both mean: assigned before, not after.
 """
 
 from __future__ import annotations

@@ -1,0 +1,211 @@
+"""Per-employee behaviour in event time: windows, first-seen memory, daily baselines.
+
+Pure and synchronous. :class:`Behaviour` is part of the per-employee state in
+the ``staff-risk`` table (JSON, never pickle); what it costs is bounded:
+the 1-hour window holds at most ``WINDOW_CAP`` customers, the first-seen
+memory at most ``FIRST_SEEN_CAP`` entries (oldest forgotten first), the
+daily baselines a handful of floats per reason code.
+
+* **Sliding window** (1 h, event time): distinct unassigned customers and
+  exported records; ``bulk_access`` fires when the count passes a level
+  (``BULK_LEVELS``) above the employee's usual hourly peak, once per level.
+* **First seen**: a branch, terminal, /24 network, channel or action never
+  seen for this employee within ``FIRST_SEEN_HORIZON_S``. Only counted once
+  the employee has history (``MIN_HISTORY``), so a new hire is not flooded.
+* **Habituation**: every reason code's daily count feeds an exponentially
+  weighted mean per employee; the weight of a signal is scaled by
+  ``k / (k + usual daily count)``, so what someone does every day weighs
+  little and what they never do weighs fully. Days in which an incident was
+  open do not feed the baselines (we do not learn from what was flagged).
+* **Feedback**: an analyst's ``false_positive`` or ``benign_true_positive``
+  halves the weight of the alert's reason codes for that employee.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from pipeline.detect.catalogue import spec
+from pipeline.detect.shift import local_time
+from pipeline.detect.signals import Signal
+from pipeline.records import EXPORT_ACTIONS
+from pipeline.reference.state import Enriched
+
+WINDOW_S = 3600.0
+WINDOW_CAP = 2000
+FIRST_SEEN_HORIZON_S = 30 * 86400.0
+FIRST_SEEN_CAP = 300
+MIN_HISTORY = 200
+HABITUATION_K = 2.0
+BASELINE_ALPHA = 0.2  # weight of the newest day in the daily means
+BULK_LEVELS = (15, 30, 60, 120, 240, 480)
+EXPORT_RECORDS_FLOOR = 500
+FEEDBACK_FACTOR = 0.5
+ROLES_EXEMPT_FROM_BULK = frozenset({"operations"})
+
+
+@dataclass(slots=True)
+class Behaviour:
+    # 1-hour window of unassigned customers: customer -> last access time
+    window: dict[str, float] = field(default_factory=dict)
+    window_exports: list[list[float]] = field(default_factory=list)  # [time, records]
+    bulk_level: int = 0
+    hourly_peak: float = 0.0  # usual peak of distinct unassigned customers per hour
+    first_seen: dict[str, float] = field(default_factory=dict)
+    events: int = 0
+    day: str = ""
+    day_counts: dict[str, float] = field(default_factory=dict)
+    day_flagged: bool = False
+    daily_mean: dict[str, float] = field(default_factory=dict)
+    days: int = 0
+    feedback_scale: dict[str, float] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "window": self.window,
+            "window_exports": self.window_exports,
+            "bulk_level": self.bulk_level,
+            "hourly_peak": self.hourly_peak,
+            "first_seen": self.first_seen,
+            "events": self.events,
+            "day": self.day,
+            "day_counts": self.day_counts,
+            "day_flagged": self.day_flagged,
+            "daily_mean": self.daily_mean,
+            "days": self.days,
+            "feedback_scale": self.feedback_scale,
+        }
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> Behaviour:
+        return cls(**raw)
+
+    # -- daily baselines ----------------------------------------------------
+    def roll_day(self, day: str) -> None:
+        if day == self.day:
+            return
+        if self.day and not self.day_flagged:
+            codes = set(self.daily_mean) | set(self.day_counts)
+            for code in codes:
+                prev = self.daily_mean.get(code)
+                today = self.day_counts.get(code, 0.0)
+                self.daily_mean[code] = (
+                    today if prev is None else (1 - BASELINE_ALPHA) * prev + BASELINE_ALPHA * today
+                )
+            peak = self.day_counts.get("_hourly_peak", 0.0)
+            self.hourly_peak = max(
+                peak, (1 - BASELINE_ALPHA) * self.hourly_peak + BASELINE_ALPHA * peak
+            )
+            self.days += 1
+        self.day = day
+        self.day_counts = {}
+        self.day_flagged = False
+
+    def weight(self, code: str) -> float:
+        """Catalogue weight, scaled by habituation and analyst feedback."""
+        base = spec(code).weight
+        usual = self.daily_mean.get(code, 0.0)
+        scale = HABITUATION_K / (HABITUATION_K + usual) if self.days >= 3 else 1.0
+        return base * scale * self.feedback_scale.get(code, 1.0)
+
+    def apply_feedback(self, codes: list[str]) -> None:
+        for code in codes:
+            self.feedback_scale[code] = self.feedback_scale.get(code, 1.0) * FEEDBACK_FACTOR
+
+
+def _net(ip: str | None) -> str | None:
+    if not ip:
+        return None
+    if ":" in ip:  # IPv6: first four groups
+        return ":".join(ip.split(":")[:4])
+    return ip.rsplit(".", 1)[0]
+
+
+def first_seen_keys(e: Enriched) -> list[tuple[str, str]]:
+    ev = e.event
+    keys = [("branch", ev.branch_id), ("channel", ev.channel), ("action", ev.action)]
+    if ev.terminal_id:
+        keys.append(("terminal", ev.terminal_id))
+    net = _net(ev.source_ip)
+    if net:
+        keys.append(("network", net))
+    return keys
+
+
+def observe_behaviour(b: Behaviour, e: Enriched, rule_signals: list[Signal]) -> list[Signal]:
+    """Update the employee's behaviour with one access; return behaviour signals.
+
+    ``rule_signals`` are the stateless rules' signals for the same access; their
+    weights are rescaled here by habituation and feedback (in place order).
+    """
+    ev = e.event
+    at = ev.occurred_at
+    local = local_time(at, e.timezone)
+    b.roll_day(local.strftime("%Y-%m-%d"))
+    b.events += 1
+    out: list[Signal] = []
+
+    for i, s in enumerate(rule_signals):
+        b.day_counts[s.code] = b.day_counts.get(s.code, 0.0) + 1
+        rule_signals[i] = Signal(s.code, b.weight(s.code), s.summary)
+
+    # first seen
+    fresh = []
+    for kind, value in first_seen_keys(e):
+        key = f"{kind}:{value}"
+        last = b.first_seen.get(key)
+        if (last is None or at - last > FIRST_SEEN_HORIZON_S) and b.events > MIN_HISTORY:
+            fresh.append(f"{kind} {value}")
+        b.first_seen[key] = max(at, last or at)
+    if len(b.first_seen) > FIRST_SEEN_CAP:
+        for key, _ in sorted(b.first_seen.items(), key=lambda kv: kv[1])[
+            : len(b.first_seen) - FIRST_SEEN_CAP
+        ]:
+            del b.first_seen[key]
+    if fresh:
+        out.append(Signal("first_seen", b.weight("first_seen"), "first " + ", ".join(fresh)))
+
+    # sliding window of unassigned customers
+    horizon = at - WINDOW_S
+    if b.window and min(b.window.values()) < horizon:
+        b.window = {c: t for c, t in b.window.items() if t >= horizon}
+    if ev.customer_id is not None and not e.assigned and len(b.window) < WINDOW_CAP:
+        b.window[ev.customer_id] = at
+    n = len(b.window)
+    b.day_counts["_hourly_peak"] = max(b.day_counts.get("_hourly_peak", 0.0), float(n))
+    level = b.bulk_level
+    while level < len(BULK_LEVELS) and n >= max(BULK_LEVELS[level], 3 * b.hourly_peak):
+        level += 1
+    if n < BULK_LEVELS[0] // 2:
+        b.bulk_level = 0
+    elif level > b.bulk_level and e.role not in ROLES_EXEMPT_FROM_BULK:
+        b.bulk_level = level
+        out.append(
+            Signal(
+                "bulk_access",
+                spec("bulk_access").weight * math.sqrt(level),
+                f"{n} distinct unassigned customers within an hour "
+                f"(usual peak {b.hourly_peak:.0f})",
+            )
+        )
+
+    # exported records in the window
+    if ev.action in EXPORT_ACTIONS and e.role != "operations":
+        b.window_exports = [x for x in b.window_exports if x[0] >= horizon]
+        b.window_exports.append([at, float(ev.record_count)])
+        total = sum(x[1] for x in b.window_exports)
+        usual = b.daily_mean.get("_export_records", 0.0)
+        if total >= max(EXPORT_RECORDS_FLOOR, 5 * usual) and total - ev.record_count < max(
+            EXPORT_RECORDS_FLOOR, 5 * usual
+        ):
+            out.append(
+                Signal(
+                    "export_volume",
+                    b.weight("export_volume"),
+                    f"{total:.0f} records exported or printed within an hour (usual {usual:.0f}/day)",
+                )
+            )
+        b.day_counts["_export_records"] = b.day_counts.get("_export_records", 0.0) + ev.record_count
+    return out

@@ -1,0 +1,3 @@
+from pipeline.simulate.cli import main
+
+raise SystemExit(main())
