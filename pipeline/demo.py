@@ -81,7 +81,7 @@ async def _demo(args: argparse.Namespace) -> int:
         f"{len(sim.events)} accesses, {len(malicious)} planted incidents "
         f"({time.monotonic() - t0:.1f} s)"
     )
-    await ensure_topics(s, args.partitions)
+    await ensure_topics(s, args.partitions, replay=True)
     await publish_kafka(sim, s.kafka_bootstrap, s.topic_prefix, None, args.partitions)
     print(f"published reference data and accesses to {s.topic_prefix}* ")
 

@@ -13,9 +13,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import orjson
+
 from pipeline.alerts.ids import Pseudonymizer
 from pipeline.alerts.incidents import IncidentTracker, RiskConfig, StaffRisk
-from pipeline.detect.behaviour import Behaviour, observe_behaviour
+from pipeline.detect.behaviour import Behaviour, PeerBaselines, observe_behaviour
 from pipeline.detect.rules import evaluate_rules
 from pipeline.records import AccessEvent, Alert
 from pipeline.reference.state import ReferenceState
@@ -76,7 +78,8 @@ class StaffStore:
     def flush(self) -> int:
         n = len(self.dirty)
         for staff_id in self.dirty:
-            self.backing[staff_id] = self.cache[staff_id].to_json()
+            # A deep copy: later work must not leak into what was flushed.
+            self.backing[staff_id] = orjson.loads(orjson.dumps(self.cache[staff_id].to_json()))
         self.dirty.clear()
         return n
 
@@ -100,6 +103,7 @@ class Engine:
         self.tracker = IncidentTracker(risk or RiskConfig(), pseudonymizer)
         self.clock = clock
         self.stats = EngineStats()
+        self.peers = PeerBaselines()
 
     def process(self, event: AccessEvent) -> Alert | None:
         stats = self.stats
@@ -109,11 +113,10 @@ class Engine:
         enriched = self.reference.enrich(event)
         st = self.store.get(event.staff_id)
         signals = evaluate_rules(enriched)
-        signals += observe_behaviour(st.behaviour, enriched, signals)
+        flagged = st.risk.incident is not None
+        signals += observe_behaviour(st.behaviour, enriched, signals, self.peers, flagged)
         stats.signals += len(signals)
         alert = self.tracker.observe(st.risk, enriched, signals, self.clock())
-        if st.risk.incident is not None:
-            st.behaviour.day_flagged = True  # do not learn baselines from a flagged day
         if alert is not None:
             stats.alerts += 1
         return alert
@@ -123,10 +126,10 @@ class Engine:
         self.store.get(staff_id).behaviour.apply_feedback(codes)
 
     def process_batch(self, events: Iterable[AccessEvent]) -> list[Alert]:
-        """Process in order; keep only the newest revision of each alert in the batch."""
-        latest: dict[str, Alert] = {}
+        """Process in order; every revision is returned (the tracker already throttles them)."""
+        out: list[Alert] = []
         for ev in events:
             alert = self.process(ev)
             if alert is not None:
-                latest[alert.alert_id] = alert
-        return list(latest.values())
+                out.append(alert)
+        return out

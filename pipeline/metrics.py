@@ -36,7 +36,8 @@ class Metrics:
                 lines.append(f"# HELP {name} {text}")
                 lines.append(f"# TYPE {name} {kind}")
             lab = ",".join(f'{k}="{_escape(v)}"' for k, v in labels)
-            lines.append(f"{name}{{{lab}}} {value:g}" if lab else f"{name} {value:g}")
+            text = str(int(value)) if float(value).is_integer() else repr(float(value))
+            lines.append(f"{name}{{{lab}}} {text}" if lab else f"{name} {text}")
         return "\n".join(lines) + "\n"
 
 

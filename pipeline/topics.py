@@ -29,8 +29,14 @@ def contract_topics(settings: Settings) -> dict[str, dict[str, str]]:
     }
 
 
-async def ensure_topics(settings: Settings, partitions: int | None = None) -> list[str]:
-    """Create missing contract topics; return the names created."""
+async def ensure_topics(
+    settings: Settings, partitions: int | None = None, replay: bool = False
+) -> list[str]:
+    """Create missing contract topics; return the names created.
+
+    ``replay`` (demo, evaluation): the access topic keeps records forever, since
+    replayed events carry old timestamps that time-based retention would delete.
+    """
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
     try:
         await admin.start()
@@ -39,6 +45,8 @@ async def ensure_topics(settings: Settings, partitions: int | None = None) -> li
     try:
         existing = set(await admin.list_topics())
         wanted = contract_topics(settings)
+        if replay:
+            wanted[settings.access_topic] = {**DELETE, "retention.ms": "-1"}
         n = partitions or settings.partitions
         new = [
             NewTopic(name=name, num_partitions=n, replication_factor=1, topic_configs=cfg)

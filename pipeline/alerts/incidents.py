@@ -25,6 +25,7 @@ from pipeline.reference.state import Enriched
 from pipeline.timeutil import format_ts
 
 MAX_EVENT_IDS = 500
+KEEP_FIRST_EVENT_IDS = 50  # past MAX_EVENT_IDS: the opening evidence and the newest
 MAX_CUSTOMERS = 200
 MAX_PENDING = 50
 
@@ -46,6 +47,7 @@ class RiskConfig:
     open_at: float = 50.0
     close_below: float = 10.0
     reemit_growth: float = 1.25  # re-emit when the event count grows by this factor
+    reemit_weight: float = 25.0  # ... or this much new evidence weight arrived
     reemit_after_s: float = 900.0  # ... or after this much event time with new evidence
 
     def risk(self, fast: float, slow: float) -> float:
@@ -93,13 +95,15 @@ class Incident:
     emitted_at: float = 0.0
     emitted_codes: list[str] = field(default_factory=list)
     emitted_severity: str = ""
+    unemitted_weight: float = 0.0
 
     def add(self, ev: Evidence) -> None:
         self.first_event_at = min(self.first_event_at, ev.at)
         self.last_event_at = max(self.last_event_at, ev.at)
         self.event_count += 1
-        if len(self.event_ids) < MAX_EVENT_IDS:
-            self.event_ids.append(ev.event_id)
+        self.event_ids.append(ev.event_id)
+        if len(self.event_ids) > MAX_EVENT_IDS:
+            del self.event_ids[KEEP_FIRST_EVENT_IDS]
         if (
             ev.customer_id is not None
             and len(self.customers) < MAX_CUSTOMERS
@@ -128,6 +132,7 @@ class Incident:
             "emitted_at": self.emitted_at,
             "emitted_codes": self.emitted_codes,
             "emitted_severity": self.emitted_severity,
+            "unemitted_weight": self.unemitted_weight,
         }
 
     @classmethod
@@ -229,6 +234,7 @@ class IncidentTracker:
             st.incident = inc
         else:
             inc.add(evidence)
+        inc.unemitted_weight += added
         inc.peak_risk = max(inc.peak_risk, risk)
         if not self._should_emit(inc, ev.occurred_at):
             return None
@@ -237,6 +243,7 @@ class IncidentTracker:
         inc.emitted_at = ev.occurred_at
         inc.emitted_codes = sorted(inc.reasons)
         inc.emitted_severity = cfg.severity(inc.peak_risk)
+        inc.unemitted_weight = 0.0
         return self.alert(ev.staff_id, inc, e.role, now)
 
     def _should_emit(self, inc: Incident, at: float) -> bool:
@@ -247,6 +254,7 @@ class IncidentTracker:
             or sorted(inc.reasons) != inc.emitted_codes
             or cfg.severity(inc.peak_risk) != inc.emitted_severity
             or inc.event_count >= inc.emitted_count * cfg.reemit_growth
+            or inc.unemitted_weight >= cfg.reemit_weight
             or at - inc.emitted_at >= cfg.reemit_after_s
         )
 

@@ -15,8 +15,10 @@ daily baselines a handful of floats per reason code.
 * **Habituation**: every reason code's daily count feeds an exponentially
   weighted mean per employee; the weight of a signal is scaled by
   ``k / (k + usual daily count)``, so what someone does every day weighs
-  little and what they never do weighs fully. Days in which an incident was
-  open do not feed the baselines (we do not learn from what was flagged).
+  little and what they never do weighs fully. Until an employee has
+  ``MIN_DAYS`` days of history, the usual count is their peer group's
+  (:class:`PeerBaselines`, same role). Signals of accesses that joined an
+  open incident are not counted (we do not learn from what was flagged).
 * **Feedback**: an analyst's ``false_positive`` or ``benign_true_positive``
   halves the weight of the alert's reason codes for that employee.
 """
@@ -38,6 +40,7 @@ WINDOW_CAP = 2000
 FIRST_SEEN_HORIZON_S = 30 * 86400.0
 FIRST_SEEN_CAP = 300
 MIN_HISTORY = 200
+MIN_DAYS = 3
 HABITUATION_K = 2.0
 BASELINE_ALPHA = 0.2  # weight of the newest day in the daily means
 BULK_LEVELS = (15, 30, 60, 120, 240, 480)
@@ -57,7 +60,6 @@ class Behaviour:
     events: int = 0
     day: str = ""
     day_counts: dict[str, float] = field(default_factory=dict)
-    day_flagged: bool = False
     daily_mean: dict[str, float] = field(default_factory=dict)
     days: int = 0
     feedback_scale: dict[str, float] = field(default_factory=dict)
@@ -72,7 +74,6 @@ class Behaviour:
             "events": self.events,
             "day": self.day,
             "day_counts": self.day_counts,
-            "day_flagged": self.day_flagged,
             "daily_mean": self.daily_mean,
             "days": self.days,
             "feedback_scale": self.feedback_scale,
@@ -83,10 +84,13 @@ class Behaviour:
         return cls(**raw)
 
     # -- daily baselines ----------------------------------------------------
-    def roll_day(self, day: str) -> None:
+    def roll_day(self, day: str) -> dict[str, float] | None:
+        """Start ``day``; return the completed day's counts when a day was completed."""
         if day == self.day:
-            return
-        if self.day and not self.day_flagged:
+            return None
+        completed = None
+        if self.day:
+            completed = self.day_counts
             codes = set(self.daily_mean) | set(self.day_counts)
             for code in codes:
                 prev = self.daily_mean.get(code)
@@ -101,18 +105,51 @@ class Behaviour:
             self.days += 1
         self.day = day
         self.day_counts = {}
-        self.day_flagged = False
+        return completed
 
-    def weight(self, code: str) -> float:
+    def usual(self, code: str, peers: dict[str, float]) -> float:
+        if self.days >= MIN_DAYS:
+            return self.daily_mean.get(code, 0.0)
+        return peers.get(code, 0.0)
+
+    def scale(self, code: str, peers: dict[str, float]) -> float:
+        """Habituation times feedback: 1.0 for what this employee never does."""
+        usual = self.usual(code, peers)
+        return HABITUATION_K / (HABITUATION_K + usual) * self.feedback_scale.get(code, 1.0)
+
+    def weight(self, code: str, peers: dict[str, float]) -> float:
         """Catalogue weight, scaled by habituation and analyst feedback."""
-        base = spec(code).weight
-        usual = self.daily_mean.get(code, 0.0)
-        scale = HABITUATION_K / (HABITUATION_K + usual) if self.days >= 3 else 1.0
-        return base * scale * self.feedback_scale.get(code, 1.0)
+        return spec(code).weight * self.scale(code, peers)
 
     def apply_feedback(self, codes: list[str]) -> None:
         for code in codes:
             self.feedback_scale[code] = self.feedback_scale.get(code, 1.0) * FEEDBACK_FACTOR
+
+
+class PeerBaselines:
+    """Usual daily counts per peer group (role), from every completed staff-day seen.
+
+    Held per worker in memory; it is rebuilt from traffic within a day of a
+    restart, and until then employees are judged against their own history
+    (or, for new employees, with full catalogue weights).
+    """
+
+    def __init__(self) -> None:
+        self.means: dict[str, dict[str, float]] = {}
+        self.days: dict[str, int] = {}
+
+    def of(self, role: str | None) -> dict[str, float]:
+        return self.means.get(role or "", {})
+
+    def add_day(self, role: str | None, counts: dict[str, float]) -> None:
+        key = role or ""
+        means = self.means.setdefault(key, {})
+        n = self.days.get(key, 0) + 1
+        self.days[key] = n
+        alpha = max(1.0 / n, 0.02)
+        for code in set(means) | set(counts):
+            prev = means.get(code, 0.0)
+            means[code] = prev + alpha * (counts.get(code, 0.0) - prev)
 
 
 def _net(ip: str | None) -> str | None:
@@ -134,22 +171,33 @@ def first_seen_keys(e: Enriched) -> list[tuple[str, str]]:
     return keys
 
 
-def observe_behaviour(b: Behaviour, e: Enriched, rule_signals: list[Signal]) -> list[Signal]:
+def observe_behaviour(
+    b: Behaviour,
+    e: Enriched,
+    rule_signals: list[Signal],
+    peers: PeerBaselines,
+    flagged: bool,
+) -> list[Signal]:
     """Update the employee's behaviour with one access; return behaviour signals.
 
     ``rule_signals`` are the stateless rules' signals for the same access; their
-    weights are rescaled here by habituation and feedback (in place order).
+    weights are rescaled here, in place, by habituation and feedback. ``flagged``
+    says the employee has an open incident: then nothing is learned from it.
     """
     ev = e.event
     at = ev.occurred_at
     local = local_time(at, e.timezone)
-    b.roll_day(local.strftime("%Y-%m-%d"))
+    completed = b.roll_day(local.strftime("%Y-%m-%d"))
+    if completed is not None:
+        peers.add_day(e.role, completed)
+    peer_means = peers.of(e.role)
     b.events += 1
     out: list[Signal] = []
 
     for i, s in enumerate(rule_signals):
-        b.day_counts[s.code] = b.day_counts.get(s.code, 0.0) + 1
-        rule_signals[i] = Signal(s.code, b.weight(s.code), s.summary)
+        if not flagged:
+            b.day_counts[s.code] = b.day_counts.get(s.code, 0.0) + 1
+        rule_signals[i] = Signal(s.code, b.weight(s.code, peer_means), s.summary)
 
     # first seen
     fresh = []
@@ -165,7 +213,9 @@ def observe_behaviour(b: Behaviour, e: Enriched, rule_signals: list[Signal]) -> 
         ]:
             del b.first_seen[key]
     if fresh:
-        out.append(Signal("first_seen", b.weight("first_seen"), "first " + ", ".join(fresh)))
+        out.append(
+            Signal("first_seen", b.weight("first_seen", peer_means), "first " + ", ".join(fresh))
+        )
 
     # sliding window of unassigned customers
     horizon = at - WINDOW_S
@@ -203,8 +253,9 @@ def observe_behaviour(b: Behaviour, e: Enriched, rule_signals: list[Signal]) -> 
             out.append(
                 Signal(
                     "export_volume",
-                    b.weight("export_volume"),
-                    f"{total:.0f} records exported or printed within an hour (usual {usual:.0f}/day)",
+                    b.weight("export_volume", peer_means),
+                    f"{total:.0f} records exported or printed within an hour "
+                    f"(usual {usual:.0f}/day)",
                 )
             )
         b.day_counts["_export_records"] = b.day_counts.get("_export_records", 0.0) + ev.record_count

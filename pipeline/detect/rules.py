@@ -80,6 +80,8 @@ def related_customer_access(e: Enriched) -> Signal | None:
 def sensitive_customer_access(e: Enriched) -> Signal | None:
     if e.sensitivity not in SENSITIVE or e.assigned or e.role == "auditor" or e.related:
         return None
+    if e.role == "teller" and e.home_branch_id == e.staff_branch_id:
+        return None  # a walk-in at the teller's own branch, whoever the customer is
     return _sig("sensitive_customer_access", f"{e.event.action} on a {e.sensitivity} customer")
 
 

@@ -160,7 +160,7 @@ async def evaluate(args: argparse.Namespace) -> int:
 async def _run_real(
     args: argparse.Namespace, s: Settings, sim: Simulation, out_dir: Path
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    await ensure_topics(s, args.partitions)
+    await ensure_topics(s, args.partitions, replay=True)
     t = time.monotonic()
     await publish_kafka(sim, s.kafka_bootstrap, s.topic_prefix, None, args.partitions)
     pub_s = time.monotonic() - t

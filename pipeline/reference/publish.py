@@ -97,29 +97,38 @@ def make_producer(bootstrap: str) -> AIOKafkaProducer:
     )
 
 
+@dataclass(slots=True)
+class Progress:
+    """Records acknowledged by the broker so far (still right after a failure)."""
+
+    acked: int = 0
+
+
 async def send_batched(
     producer: AIOKafkaProducer,
     topic: str,
     records: Iterable[tuple[bytes, bytes]],
     chunk: int = SEND_CHUNK,
+    progress: Progress | None = None,
 ) -> int:
     """Send ``(key, value)`` pairs in order; wait for every ack. Returns how many were sent.
 
     Send futures are gathered per chunk so a slow broker pushes back on the reader
     and memory stays bounded; a failed send raises (``KafkaError``).
     """
-    sent = 0
+    done = progress if progress is not None else Progress()
+    before = done.acked
     pending: list[asyncio.Future[Any]] = []
     for key, value in records:
         pending.append(await producer.send(topic, value=value, key=key))
         if len(pending) >= chunk:
             await asyncio.gather(*pending)
-            sent += len(pending)
+            done.acked += len(pending)
             pending.clear()
     if pending:
         await asyncio.gather(*pending)
-        sent += len(pending)
-    return sent
+        done.acked += len(pending)
+    return done.acked - before
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,8 +178,7 @@ def _accepted(
 def run(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     tally = Tally()
-    published = 0
-    elapsed = 0.0
+    progress = Progress()
     with ExitStack() as stack:
         try:
             jobs = _plan(args.files, args.format)
@@ -205,41 +213,49 @@ def run(args: argparse.Namespace) -> int:
                 for _ in rows():
                     pass
             else:
-                published = asyncio.run(_publish(settings, topic_for(settings, args.kind), rows()))
+                topic = topic_for(settings, args.kind)
+                started = asyncio.run(_publish(settings, topic, rows(), progress))
         except (ExportError, OSError) as exc:
             print(f"publish-reference: {exc}", file=sys.stderr)
-            print(summary(tally, published, args.dry_run, time.perf_counter() - started))
+            print(summary(tally, progress.acked, args.dry_run, None))
             return 2
         except (KafkaError, RetriableError) as exc:
             print(f"publish-reference: Kafka at {settings.kafka_bootstrap}: {exc}", file=sys.stderr)
-            print(summary(tally, published, args.dry_run, time.perf_counter() - started))
+            print(summary(tally, progress.acked, args.dry_run, None))
             return 2
         elapsed = time.perf_counter() - started
-    print(summary(tally, published, args.dry_run, elapsed))
+    print(summary(tally, progress.acked, args.dry_run, elapsed))
     return 1 if tally.rejected_total else 0
 
 
-async def _publish(settings: Settings, topic: str, rows: Iterable[tuple[bytes, bytes]]) -> int:
+async def _publish(
+    settings: Settings, topic: str, rows: Iterable[tuple[bytes, bytes]], progress: Progress
+) -> float:
+    """Publish ``rows``; returns the ``perf_counter`` time at which sending started."""
     await ensure_topics(settings)
     producer = make_producer(settings.kafka_bootstrap)
     await producer.start()
     try:
-        return await send_batched(producer, topic, rows)
+        started = time.perf_counter()
+        await send_batched(producer, topic, rows, progress=progress)
+        return started
     finally:
         await producer.stop()
 
 
-def summary(tally: Tally, published: int, dry_run: bool, elapsed: float) -> str:
-    """The human summary printed at the end of a run."""
-    rate = published / elapsed if elapsed > 0 and published else 0.0
+def summary(tally: Tally, published: int, dry_run: bool, elapsed: float | None) -> str:
+    """The human summary printed at the end of a run (``elapsed`` None: the run failed)."""
+    if dry_run:
+        done = "0 (dry run)"
+    elif elapsed is None:
+        done = f"{published} acknowledged before the failure; later rows were not published"
+    else:
+        rate = published / elapsed if elapsed > 0 else 0.0
+        done = f"{published} in {elapsed:.1f} s ({rate:,.0f} records/s)"
     lines = [
         f"rows read: {tally.read}",
         f"valid:     {tally.valid}",
-        (
-            "published: 0 (dry run)"
-            if dry_run
-            else f"published: {published} in {elapsed:.1f} s ({rate:,.0f} records/s)"
-        ),
+        f"published: {done}",
         f"rejected:  {tally.rejected_total}",
     ]
     for code, n in sorted(tally.rejected.items(), key=lambda kv: (-kv[1], kv[0])):

@@ -163,9 +163,6 @@ class Bank:
             if self.staff[s].first.branch_id == branch_id and self.staff[s].first.role == role
         ]
 
-    def role_of(self, staff_id: str) -> str:
-        return self.staff[staff_id].postings[-1].role
-
     def desk(self, staff_id: str, branch_id: str) -> Desk:
         """The staff member's workstation at a branch (created on first use)."""
         key = (staff_id, branch_id)
@@ -205,7 +202,11 @@ class Bank:
         pair from its ``valid_from`` on; earlier validity stands)."""
         old = self.spans[(staff_id, customer_id)]
         self._put(replace(old, valid_to=at_ms))
-        published = Span(staff_id, customer_id, old.relation, at_ms, None, "revoke") if revoke else replace(old, valid_to=at_ms)
+        published = (
+            Span(staff_id, customer_id, old.relation, at_ms, None, "revoke")
+            if revoke
+            else replace(old, valid_to=at_ms)
+        )
         self._log(at_ms, "span", staff_id, span=published)
 
     def has_key(self, staff_id: str, customer_id: str) -> bool:

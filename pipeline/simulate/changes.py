@@ -242,7 +242,8 @@ def _departures(
             continue
         sid = rng.choice(free)
         old = bank.staff[sid].first
-        index = rng.randint(max(2, days // 2), max(2, days - 4))
+        lo = max(2, days // 2)
+        index = rng.randint(lo, max(lo, days - 4))
         at_ms = _midnight(bank, old.timezone, index)
         _reassign(bank, plan, sid, at_ms, revoke=status == "terminated")
         bank.add_posting(sid, replace(old, effective_ms=at_ms, status=status))

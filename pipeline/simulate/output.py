@@ -38,7 +38,7 @@ REFERENCE_TOPICS: Final = ("staff-directory", "staff-assignments", "customer-pro
 # than that within minutes, so a topic created here keeps events until deleted.
 ACCESS_TOPIC_CONFIG: Final = {"cleanup.policy": "delete", "retention.ms": "-1"}
 REFERENCE_TOPIC_CONFIG: Final = {"cleanup.policy": "compact"}
-SEND_CHUNK: Final = 5000  # sends in flight before waiting for their acks
+SEND_CHUNK: Final = 2000  # sends in flight before waiting for their acks
 
 
 def _lines(items: Iterable[dict[str, Any]], path: Path) -> None:
@@ -124,9 +124,36 @@ async def ensure_topics(
                 created.append(topic)
             elif code != TopicAlreadyExistsError.errno:
                 raise for_code(code)(f"could not create topic {topic}: {message}")
+        await _wait_for_leaders(admin, [t.name for t in new])
         return created
     finally:
         await admin.close()
+
+
+async def _wait_for_leaders(
+    admin: AIOKafkaAdminClient, topics: list[str], timeout: float = 30.0
+) -> None:
+    """Wait until every partition of ``topics`` has a leader, so the first sends do not
+    bounce with NOT_LEADER_OR_FOLLOWER while the new topics settle."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        described = await admin.describe_topics(topics)
+        ready = all(
+            t["error_code"] == 0
+            and t["partitions"]
+            and all(p["error_code"] == 0 and p["leader"] >= 0 for p in t["partitions"])
+            for t in described
+        )
+        if ready:
+            # A KRaft broker lists the new leader in its metadata a moment before the
+            # partition accepts writes; without this pause the first sends bounce (and are
+            # retried) with NOT_LEADER_OR_FOLLOWER.
+            await asyncio.sleep(1.0)
+            return
+        if loop.time() >= deadline:
+            return
+        await asyncio.sleep(0.2)
 
 
 async def publish_kafka(
@@ -146,6 +173,7 @@ async def publish_kafka(
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap,
         acks="all",
+        enable_idempotence=True,  # a retried batch is not written twice
         linger_ms=20,
         max_batch_size=512 * 1024,
     )

@@ -11,8 +11,17 @@ import pytest
 import pipeline
 
 PACKAGE_DIR = Path(pipeline.__file__).resolve().parent
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE_DIR).with_suffix("").parts
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join(("pipeline", *parts))
+
+
 MODULES = sorted(
-    ".".join(("pipeline", *path.relative_to(PACKAGE_DIR).with_suffix("").parts))
+    _module_name(path)
     for path in PACKAGE_DIR.rglob("*.py")
     if ">>> " in path.read_text(encoding="utf-8")
 )
