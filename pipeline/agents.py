@@ -32,6 +32,7 @@ from pipeline.sinks.postgres import PostgresSink
 
 log = logging.getLogger(__name__)
 
+BENIGN_VERDICTS = frozenset({"false_positive", "benign_true_positive"})
 BATCH = 1000
 BATCH_WITHIN = 0.25
 MAX_BACKOFF = 30.0
@@ -43,6 +44,8 @@ def register(app: faust.App, rt: Runtime) -> None:
     alerts = app.topic(s.alerts_topic, partitions=s.partitions)
     feedback = app.topic(s.feedback_topic, partitions=s.partitions)
     dlq = app.topic(s.dlq_topic, partitions=s.partitions)
+    # Verdicts re-keyed by staff_id, so they reach the worker holding that staff's state.
+    staff_feedback = app.topic(f"{s.app_id}-staff-feedback", partitions=s.partitions, internal=True)
     # Keys are the raw staff_id bytes and go through the default partitioner,
     # so changelog partition p holds exactly the staff of access partition p
     # (the same murmur2 hash every Kafka producer uses for the access key).
@@ -144,6 +147,9 @@ def register(app: faust.App, rt: Runtime) -> None:
     async def write_feedback(rows: list[dict[str, Any]]) -> int:
         return await (await sink()).apply_feedback(rows)
 
+    async def alert_owners(ids: list[str]) -> dict[str, tuple[str, list[str]]]:
+        return await (await sink()).alert_owners(ids)
+
     @app.agent(alerts, name="store-alerts")
     async def store_alerts(stream: Any) -> None:
         async for batch in stream.take_events(500, within=0.5):
@@ -196,6 +202,27 @@ def register(app: faust.App, rt: Runtime) -> None:
             if rows:
                 await with_retry("applying feedback", write_feedback, rows)
                 metrics.inc("pipeline_feedback_total", len(rows))
+                benign = [r["alert_id"] for r in rows if r["verdict"] in BENIGN_VERDICTS]
+                if benign:
+                    owners = await with_retry("reading alert owners", alert_owners, benign)
+                    for alert_id in benign:
+                        if alert_id not in owners:
+                            log.warning("verdict for %s: alert not stored yet", alert_id)
+                            continue
+                        staff_id, codes = owners[alert_id]
+                        await staff_feedback.send(
+                            key=staff_id.encode(),
+                            value=orjson.dumps({"staff_id": staff_id, "codes": codes}),
+                        )
+
+    @app.agent(staff_feedback, name="learn-from-feedback")
+    async def learn_from_feedback(stream: Any) -> None:
+        async for batch in stream.take_events(200, within=0.5):
+            for event in batch:
+                msg = orjson.loads(event.message.value)
+                rt.engine.apply_feedback(msg["staff_id"], list(msg["codes"]))
+            rt.engine.store.flush()
+            metrics.inc("pipeline_feedback_learned_total", len(batch))
 
     @app.page("/health")
     async def health(web: Any, request: Any) -> Any:

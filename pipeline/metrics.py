@@ -56,4 +56,7 @@ def worker_metrics() -> Metrics:
     m.describe("pipeline_consumer_lag_messages", "gauge", "Highwater minus position, per topic")
     m.describe("pipeline_reference_ready", "gauge", "1 once reference topics are loaded")
     m.describe("pipeline_feedback_total", "counter", "Analyst verdicts applied")
+    m.describe(
+        "pipeline_feedback_learned_total", "counter", "Benign verdicts applied to staff weights"
+    )
     return m

@@ -126,6 +126,19 @@ class PostgresSink:
                     bad[row[0]] = f"{type(exc).__name__}: {exc}"
         return WriteResult(len(rows) - len(bad), bad)
 
+    async def alert_owners(self, alert_ids: Sequence[str]) -> dict[str, tuple[str, list[str]]]:
+        """alert_id -> (staff_id, reason codes) for the alerts already stored."""
+        try:
+            async with self.pool.acquire() as conn:
+                rows = await conn.fetch(
+                    "SELECT alert_id, staff_id, reason_codes FROM alerts "
+                    "WHERE alert_id = ANY($1::text[])",
+                    list(alert_ids),
+                )
+        except RETRIABLE as exc:
+            raise RetriableError(f"Postgres unavailable: {exc}") from exc
+        return {r["alert_id"]: (r["staff_id"], list(r["reason_codes"])) for r in rows}
+
     async def apply_feedback(self, feedback: Sequence[Mapping[str, Any]]) -> int:
         if not feedback:
             return 0
