@@ -49,13 +49,15 @@ def register(app: faust.App, rt: Runtime) -> None:
     # Keys are the raw staff_id bytes and go through the default partitioner,
     # so changelog partition p holds exactly the staff of access partition p
     # (the same murmur2 hash every Kafka producer uses for the access key).
+    # Values are the engine's own JSON bytes (never pickle).
     staff_risk = app.Table(
         "staff-risk",
         default=None,
         partitions=s.partitions,
         key_type=bytes,
+        value_type=bytes,
         use_partitioner=True,
-        help="per-employee risk and open incident (JSON)",
+        help="per-employee risk, incident and behaviour baselines (JSON bytes)",
     )
     rt.engine.store.backing = TableBacking(staff_risk)
     metrics = rt.metrics
@@ -94,9 +96,9 @@ def register(app: faust.App, rt: Runtime) -> None:
         async for batch in stream.take_events(BATCH, within=BATCH_WITHIN):
             await rt.reference_ready.wait()
             decoded: list[AccessEvent] = []
+            metrics.inc("pipeline_events_in_total", len(batch))
             for event in batch:
                 msg = event.message
-                metrics.inc("pipeline_events_in_total")
                 rt.last_offsets[(msg.topic, msg.partition)] = msg.offset
                 try:
                     decoded.append(decode_access_event(msg.value))
@@ -253,15 +255,16 @@ def register(app: faust.App, rt: Runtime) -> None:
 
 
 class TableBacking:
-    """str-keyed view of a bytes-keyed Faust table."""
+    """str-keyed view of a bytes-keyed, bytes-valued Faust table."""
 
     def __init__(self, table: Any) -> None:
         self.table = table
 
-    def get(self, key: str, /) -> Any:
-        return self.table.get(key.encode())
+    def get(self, key: str, /) -> bytes | None:
+        value = self.table.get(key.encode())
+        return None if value is None else bytes(value)
 
-    def __setitem__(self, key: str, value: Any, /) -> None:
+    def __setitem__(self, key: str, value: bytes, /) -> None:
         self.table[key.encode()] = value
 
 

@@ -56,10 +56,11 @@ class Backing(Protocol):
 
 @dataclass(slots=True)
 class StaffStore:
-    """Deserialized per-employee state with write-behind to a JSON mapping.
+    """Deserialized per-employee state with write-behind to a mapping of JSON bytes.
 
-    ``backing`` maps staff_id -> JSON-ready dict (a Faust table in the worker).
-    Objects are loaded on first use and written back by :meth:`flush`.
+    ``backing`` maps staff_id -> the state as UTF-8 JSON bytes (a Faust table
+    with raw values in the worker, a dict in tests and offline runs). Objects
+    are loaded on first use and written back by :meth:`flush`.
     """
 
     backing: Backing = field(default_factory=lambda: dict[str, Any]())
@@ -70,7 +71,7 @@ class StaffStore:
         st = self.cache.get(staff_id)
         if st is None:
             raw = self.backing.get(staff_id)
-            st = StaffState.from_json(raw) if raw else StaffState()
+            st = StaffState.from_json(orjson.loads(raw)) if raw else StaffState()
             self.cache[staff_id] = st
         self.dirty.add(staff_id)
         return st
@@ -78,8 +79,7 @@ class StaffStore:
     def flush(self) -> int:
         n = len(self.dirty)
         for staff_id in self.dirty:
-            # A deep copy: later work must not leak into what was flushed.
-            self.backing[staff_id] = orjson.loads(orjson.dumps(self.cache[staff_id].to_json()))
+            self.backing[staff_id] = orjson.dumps(self.cache[staff_id].to_json())
         self.dirty.clear()
         return n
 
@@ -97,10 +97,11 @@ class Engine:
         store: StaffStore | None = None,
         risk: RiskConfig | None = None,
         clock: Callable[[], float] = time.time,
+        namespace: str = "",
     ) -> None:
         self.reference = reference
         self.store = store if store is not None else StaffStore()
-        self.tracker = IncidentTracker(risk or RiskConfig(), pseudonymizer)
+        self.tracker = IncidentTracker(risk or RiskConfig(), pseudonymizer, namespace)
         self.clock = clock
         self.stats = EngineStats()
         self.peers = PeerBaselines()

@@ -27,6 +27,7 @@ class Runtime:
             self.reference,
             Pseudonymizer(self.settings.pseudonym_key, raw=self.settings.raw_customer_ids),
             StaffStore(),
+            namespace=self.settings.app_id,
         )
 
     @property

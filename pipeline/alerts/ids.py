@@ -6,18 +6,23 @@ import hashlib
 import hmac
 
 
-def alert_id_for(staff_id: str, first_event_id: str) -> str:
+def alert_id_for(staff_id: str, first_event_id: str, namespace: str = "") -> str:
     """The id of the incident that ``first_event_id`` opened for ``staff_id``.
 
     Replaying the same input opens the same incident with the same first event,
-    so the id is stable across replays and workers.
+    so the id is stable across replays and workers. ``namespace`` (the
+    deployment's ``PIPELINE_APP_ID``) keeps deployments that share one alert
+    table apart.
 
     >>> alert_id_for("S1", "ev-1") == alert_id_for("S1", "ev-1")
     True
     >>> alert_id_for("S1", "ev-1") != alert_id_for("S2", "ev-1")
     True
     """
-    digest = hashlib.sha256(f"{staff_id}\x1f{first_event_id}".encode()).hexdigest()
+    text = f"{staff_id}\x1f{first_event_id}"
+    if namespace:
+        text = f"{namespace}\x1f{text}"
+    digest = hashlib.sha256(text.encode()).hexdigest()
     return f"al-{digest[:24]}"
 
 

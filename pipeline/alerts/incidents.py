@@ -170,9 +170,12 @@ class StaffRisk:
 
 
 class IncidentTracker:
-    def __init__(self, config: RiskConfig, pseudonymizer: Pseudonymizer) -> None:
+    def __init__(
+        self, config: RiskConfig, pseudonymizer: Pseudonymizer, namespace: str = ""
+    ) -> None:
         self.config = config
         self.pseudo = pseudonymizer
+        self.namespace = namespace
 
     def _decay_to(self, st: StaffRisk, at: float) -> None:
         if at > st.risk_at:
@@ -222,7 +225,7 @@ class IncidentTracker:
                 return None
             first = st.pending[0]
             inc = Incident(
-                alert_id=alert_id_for(ev.staff_id, first.event_id),
+                alert_id=alert_id_for(ev.staff_id, first.event_id, self.namespace),
                 revision=0,
                 first_event_at=first.at,
                 last_event_at=first.at,

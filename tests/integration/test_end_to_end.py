@@ -104,10 +104,11 @@ async def test_event_in_alert_out(
         await send_json(producer, s.access_topic, "S1", raw, raw=True)
     good = [
         event(1, "C1"),  # assigned: no signal
-        event(2, "C2"),  # unassigned look-up
-        event(3, "C3"),  # unassigned look-up -> risk crosses the threshold
-        event(4, "C1", "credit_report_query"),  # no authorization_ref -> joins the incident
+        event(2, "C2"),  # another branch's customer, unassigned
+        event(3, "C3"),  # ... and a VIP: risk builds up, still under the threshold
+        event(4, "C1", "credit_report_query"),  # no authorization_ref -> the incident opens
         event(5, "C1", "credit_report_query", authorization_ref="AUTH-1"),  # fine
+        event(6, "C2", "credit_report_query"),  # more evidence -> revision 2
     ]
     for ev in good:
         await send_json(producer, s.access_topic, "S1", ev)
@@ -123,12 +124,13 @@ async def test_event_in_alert_out(
     assert {a["alert_id"] for a in alerts} == {alerts[0]["alert_id"]}, "one incident, one alert"
     latest = max(alerts, key=lambda a: a["revision"])
     assert latest["staff_id"] == "S1"
-    assert set(latest["event_ids"]) == {"e2e-2", "e2e-3", "e2e-4"}
+    assert set(latest["event_ids"]) == {"e2e-2", "e2e-3", "e2e-4", "e2e-6"}
     assert {r["code"] for r in latest["reasons"]} == {
-        "unassigned_customer_access",
+        "other_branch_customer_access",
+        "sensitive_customer_access",
         "credit_report_without_authorization",
     }
-    assert latest["event_count"] == 3
+    assert latest["event_count"] == 4
     assert all(ref.startswith("cref-") for ref in latest["customer_refs"])
     assert not {"C1", "C2", "C3"} & set(latest["customer_refs"]), "customer ids pseudonymized"
     assert all(k == b"S1" for k, _ in records)
@@ -155,7 +157,7 @@ async def test_event_in_alert_out(
     assert json.loads(stored["payload"])["alert_id"] == latest["alert_id"]
 
     metrics = worker.metrics()
-    assert "pipeline_events_in_total 12" in metrics
+    assert "pipeline_events_in_total 13" in metrics
     assert 'pipeline_events_dead_lettered_total{code="malformed_json"' in metrics
 
     # Analyst verdict flows back to Postgres.
