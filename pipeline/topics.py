@@ -12,8 +12,18 @@ from pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
 
-COMPACT = {"cleanup.policy": "compact"}
 DELETE = {"cleanup.policy": "delete"}
+# Reference topics are compacted, but a superseded record (the staff record a
+# future-dated transfer replaces, the assignment a revoke ends) must outlive
+# its successor for a while: accesses before the change can still arrive, and
+# a restarting worker rebuilds its history from the topic. The log cleaner
+# never removes a record on the strength of a successor younger than
+# min.compaction.lag.ms, so history is kept for at least that long.
+REFERENCE_HISTORY_DAYS = 30
+COMPACT = {
+    "cleanup.policy": "compact",
+    "min.compaction.lag.ms": str(REFERENCE_HISTORY_DAYS * 86_400_000),
+}
 
 
 def contract_topics(settings: Settings) -> dict[str, dict[str, str]]:
