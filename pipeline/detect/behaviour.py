@@ -47,6 +47,20 @@ BULK_LEVELS = (15, 30, 60, 120, 240, 480)
 EXPORT_RECORDS_FLOOR = 500
 FEEDBACK_FACTOR = 0.5
 ROLES_EXEMPT_FROM_BULK = frozenset({"operations"})
+# Prior usual daily counts per role, for a deployment that has seen no one yet:
+# what the role's work itself implies (tellers serve walk-ins from any branch and
+# print statements for them). Learned peer and personal means replace them.
+ROLE_PRIORS: dict[str, dict[str, float]] = {
+    "teller": {
+        "_hourly_peak": 20.0,
+        "other_branch_customer_access": 5.0,
+        "sensitive_customer_access": 1.0,
+        "statement_export_unassigned": 2.0,
+    },
+    "customer_manager": {"unassigned_customer_access": 2.0},
+    "loan_officer": {"unassigned_customer_access": 1.0},
+    "branch_manager": {"other_branch_customer_access": 1.0},
+}
 
 
 @dataclass(slots=True)
@@ -113,9 +127,16 @@ class Behaviour:
         return peers.get(code, 0.0)
 
     def scale(self, code: str, peers: dict[str, float]) -> float:
-        """Habituation times feedback: 1.0 for what this employee never does."""
+        """Habituation times feedback: 1.0 for what this employee never does.
+
+        Policy violations (``ReasonSpec.habituates`` false) do not habituate:
+        doing them every day does not make them acceptable.
+        """
+        feedback = self.feedback_scale.get(code, 1.0)
+        if not spec(code).habituates:
+            return feedback
         usual = self.usual(code, peers)
-        return HABITUATION_K / (HABITUATION_K + usual) * self.feedback_scale.get(code, 1.0)
+        return HABITUATION_K / (HABITUATION_K + usual) * feedback
 
     def weight(self, code: str, peers: dict[str, float]) -> float:
         """Catalogue weight, scaled by habituation and analyst feedback."""
@@ -127,19 +148,45 @@ class Behaviour:
 
 
 class PeerBaselines:
-    """Usual daily counts per peer group (role), from every completed staff-day seen.
+    """Usual daily counts per peer group (role): what peers do, per staff-day.
 
-    Held per worker in memory; it is rebuilt from traffic within a day of a
-    restart, and until then employees are judged against their own history
-    (or, for new employees, with full catalogue weights).
+    Two sources, the larger wins: the mean over completed staff-days, and the
+    running per-staff average of the current day among active peers (so a new
+    deployment, whose employees all lack history, habituates within hours
+    instead of days). Held per worker in memory and rebuilt from traffic after
+    a restart.
     """
 
     def __init__(self) -> None:
         self.means: dict[str, dict[str, float]] = {}
         self.days: dict[str, int] = {}
+        self.today: dict[str, tuple[str, set[str], dict[str, float]]] = {}
 
     def of(self, role: str | None) -> dict[str, float]:
-        return self.means.get(role or "", {})
+        key = role or ""
+        hist = {**ROLE_PRIORS.get(key, {}), **self.means.get(key, {})}
+        current = self.today.get(key)
+        if current is None or not current[1]:
+            return hist
+        _, active, counts = current
+        n = len(active)
+        out = hist
+        for code, total in counts.items():
+            out[code] = max(out.get(code, 0.0), total / n)
+        return out
+
+    def note(self, role: str | None, day: str, staff_id: str, codes: list[str]) -> None:
+        """An access of ``staff_id`` on local ``day`` with these (unflagged) signal codes."""
+        key = role or ""
+        current = self.today.get(key)
+        if current is None or current[0] < day:
+            current = (day, set(), {})
+            self.today[key] = current
+        elif current[0] > day:
+            return  # a late event of an earlier day
+        current[1].add(staff_id)
+        for code in codes:
+            current[2][code] = current[2].get(code, 0.0) + 1
 
     def add_day(self, role: str | None, counts: dict[str, float]) -> None:
         key = role or ""
@@ -187,17 +234,19 @@ def observe_behaviour(
     ev = e.event
     at = ev.occurred_at
     local = local_time(at, e.timezone)
-    completed = b.roll_day(local.strftime("%Y-%m-%d"))
+    day = local.strftime("%Y-%m-%d")
+    completed = b.roll_day(day)
     if completed is not None:
         peers.add_day(e.role, completed)
-    peer_means = peers.of(e.role)
+    peer_means = peers.of(e.role)  # before this access joins the peers' counts
+    peers.note(e.role, day, ev.staff_id, [] if flagged else [s.code for s in rule_signals])
     b.events += 1
     out: list[Signal] = []
 
     for i, s in enumerate(rule_signals):
         if not flagged:
             b.day_counts[s.code] = b.day_counts.get(s.code, 0.0) + 1
-        rule_signals[i] = Signal(s.code, b.weight(s.code, peer_means), s.summary)
+        rule_signals[i] = Signal(s.code, s.weight * b.scale(s.code, peer_means), s.summary)
 
     # first seen
     fresh = []
@@ -225,8 +274,9 @@ def observe_behaviour(
         b.window[ev.customer_id] = at
     n = len(b.window)
     b.day_counts["_hourly_peak"] = max(b.day_counts.get("_hourly_peak", 0.0), float(n))
+    usual_peak = b.hourly_peak if b.days >= MIN_DAYS else peer_means.get("_hourly_peak", 0.0)
     level = b.bulk_level
-    while level < len(BULK_LEVELS) and n >= max(BULK_LEVELS[level], 3 * b.hourly_peak):
+    while level < len(BULK_LEVELS) and n >= max(BULK_LEVELS[level], 3 * usual_peak):
         level += 1
     if n < BULK_LEVELS[0] // 2:
         b.bulk_level = 0
@@ -236,8 +286,7 @@ def observe_behaviour(
             Signal(
                 "bulk_access",
                 spec("bulk_access").weight * math.sqrt(level),
-                f"{n} distinct unassigned customers within an hour "
-                f"(usual peak {b.hourly_peak:.0f})",
+                f"{n} distinct unassigned customers within an hour (usual peak {usual_peak:.0f})",
             )
         )
 

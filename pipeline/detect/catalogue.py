@@ -18,6 +18,7 @@ class ReasonSpec:
     title: str
     weight: float  # default risk points one occurrence adds
     family: str  # rule | first_seen | behaviour | model
+    habituates: bool = True  # False: a policy violation, weighed fully however usual
 
 
 _SPECS = (
@@ -39,6 +40,7 @@ _SPECS = (
         "A credit report was queried without the customer's signed authorization",
         60.0,
         "rule",
+        habituates=False,
     ),
     ReasonSpec(
         "inactive_staff_activity",
@@ -46,12 +48,14 @@ _SPECS = (
         "(terminated, transferred, on leave) or that HR does not know",
         80.0,
         "rule",
+        habituates=False,
     ),
     ReasonSpec(
         "related_customer_access",
         "Access to a customer the employee is related to (conflict of interest)",
         60.0,
         "rule",
+        habituates=False,
     ),
     ReasonSpec(
         "sensitive_customer_access",

@@ -21,6 +21,7 @@ PORTFOLIO_ROLES = frozenset({"customer_manager", "loan_officer"})
 # Roles that legitimately touch customers across branches or without assignment.
 CROSS_BRANCH_ROLES = frozenset({"auditor", "operations", "it_support"})
 SENSITIVE = frozenset({"vip", "pep", "employee", "restricted"})
+TELLER_OTHER_BRANCH = 0.3
 
 
 def _sig(code: str, summary: str) -> Signal:
@@ -40,16 +41,25 @@ def unassigned_customer_access(e: Enriched) -> Signal | None:
     return _sig("unassigned_customer_access", f"{e.event.action} on an unassigned customer")
 
 
+def _other_branch(e: Enriched) -> bool:
+    return e.home_branch_id is not None and e.home_branch_id != e.staff_branch_id
+
+
 def other_branch_customer_access(e: Enriched) -> Signal | None:
+    """Another branch's customer, no assignment. Tellers serve walk-ins from other
+    branches too, so for them it is weak evidence (``TELLER_OTHER_BRANCH``)."""
     if not _unassigned(e) or e.role in CROSS_BRANCH_ROLES or e.role is None:
         return None
-    if e.home_branch_id is None or e.home_branch_id == e.staff_branch_id:
+    if not _other_branch(e):
         return None
-    return _sig(
+    sig = _sig(
         "other_branch_customer_access",
         f"{e.event.action} on an unassigned customer of {e.home_branch_id} "
         f"(employee's branch {e.staff_branch_id})",
     )
+    if e.role == "teller":
+        return Signal(sig.code, sig.weight * TELLER_OTHER_BRANCH, sig.summary)
+    return sig
 
 
 def credit_report_without_authorization(e: Enriched) -> Signal | None:
@@ -80,14 +90,19 @@ def related_customer_access(e: Enriched) -> Signal | None:
 def sensitive_customer_access(e: Enriched) -> Signal | None:
     if e.sensitivity not in SENSITIVE or e.assigned or e.role == "auditor" or e.related:
         return None
-    if e.role == "teller" and e.home_branch_id == e.staff_branch_id:
+    if e.role == "operations" and e.event.channel == "back_office_batch":
+        return None  # batch runs cover every customer, sensitive ones included
+    if e.role == "teller" and not _other_branch(e):
         return None  # a walk-in at the teller's own branch, whoever the customer is
     return _sig("sensitive_customer_access", f"{e.event.action} on a {e.sensitivity} customer")
 
 
 def statement_export_unassigned(e: Enriched) -> Signal | None:
+    """Statements for an unassigned customer; tellers print for walk-ins of their own branch."""
     ev = e.event
-    if ev.action not in EXPORT_ACTIONS or not _unassigned(e) or e.role in ("teller", "operations"):
+    if ev.action not in EXPORT_ACTIONS or not _unassigned(e) or e.role == "operations":
+        return None
+    if e.role == "teller" and not _other_branch(e):
         return None
     return _sig(
         "statement_export_unassigned",

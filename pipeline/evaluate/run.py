@@ -23,7 +23,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from pipeline.decode import decode_access_event
 from pipeline.evaluate.baselines import halfspacetrees, naive_rules
-from pipeline.evaluate.offline import load_reference, run_core
+from pipeline.evaluate.offline import SimulatedAnalyst, load_reference, run_core
 from pipeline.evaluate.report import format_console, write_report
 from pipeline.evaluate.score import Scorecard, score
 from pipeline.reference.state import Enriched
@@ -45,6 +45,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--out", type=Path, default=None, help="default reports/eval-<seed>")
     parser.add_argument("--timeout", type=float, default=900.0, help="max seconds to drain")
+    parser.add_argument(
+        "--feedback",
+        action="store_true",
+        help="also score the core with a simulated analyst's verdicts (4 h after each alert)",
+    )
     parser.add_argument(
         "--offline",
         action="store_true",
@@ -209,6 +214,13 @@ def _finish(
 ) -> int:
     staff_days = sim.active_staff_days()
     cards: list[Scorecard] = [score("pipeline", sim.incidents, alerts, staff_days)]
+    if args.feedback:
+        analyst = SimulatedAnalyst(sim)
+        fb_alerts, _ = run_core(sim, analyst=analyst)
+        card = score("pipeline+feedback", sim.incidents, fb_alerts, staff_days)
+        verdicts = list(analyst.verdicts.values())
+        card.extra["verdicts"] = {v: verdicts.count(v) for v in sorted(set(verdicts))}
+        cards.append(card)
     for name, fn in (("naive_rules", naive_rules), ("halfspacetrees", halfspacetrees)):
         t = time.monotonic()
         base_alerts = fn(enrich_offline(sim))

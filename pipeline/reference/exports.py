@@ -246,7 +246,7 @@ def parse_csv(lines: Iterable[str], kind: str, source: str) -> Parsed:
             f"the columns of a {k.name} export are: {', '.join(k.columns)}"
         )
     known = set(k.columns)
-    unknown = tuple(n for n in names if n not in known)
+    unknown = tuple(n or "(unnamed)" for n in names if n not in known)
     return Parsed(_csv_results(reader, names, k, source), unknown)
 
 

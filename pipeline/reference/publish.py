@@ -113,21 +113,26 @@ async def send_batched(
 ) -> int:
     """Send ``(key, value)`` pairs in order; wait for every ack. Returns how many were sent.
 
-    Send futures are gathered per chunk so a slow broker pushes back on the reader
-    and memory stays bounded; a failed send raises (``KafkaError``).
+    Send futures are gathered per chunk, one chunk behind: while the broker acks
+    one chunk the next is being batched, and at most two chunks are ever in
+    flight, so a slow broker pushes back on the reader and memory stays bounded.
+    A failed send raises (``KafkaError``).
     """
     done = progress if progress is not None else Progress()
     before = done.acked
-    pending: list[asyncio.Future[Any]] = []
+    in_flight: list[asyncio.Future[Any]] = []
+    filling: list[asyncio.Future[Any]] = []
     for key, value in records:
-        pending.append(await producer.send(topic, value=value, key=key))
-        if len(pending) >= chunk:
-            await asyncio.gather(*pending)
-            done.acked += len(pending)
-            pending.clear()
-    if pending:
-        await asyncio.gather(*pending)
-        done.acked += len(pending)
+        filling.append(await producer.send(topic, value=value, key=key))
+        if len(filling) >= chunk:
+            if in_flight:
+                await asyncio.gather(*in_flight)
+                done.acked += len(in_flight)
+            in_flight, filling = filling, []
+    for futures in (in_flight, filling):
+        if futures:
+            await asyncio.gather(*futures)
+            done.acked += len(futures)
     return done.acked - before
 
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import io
 from pathlib import Path
 
 import orjson
 import pytest
+from aiokafka.errors import KafkaError
 
 from pipeline.decode import decode_assignment, decode_customer_profile, decode_staff_record
 from pipeline.reference import publish
@@ -409,3 +411,41 @@ def test_dry_run_usage_and_io_errors_exit_2(
     capsys.readouterr()
     assert publish.run(cli_args(tmp_path, str(good), kind="profiles")) == 2
     assert "customer_id" in capsys.readouterr().err
+
+
+# --- publishing helper, with a fake producer (no broker) -----------------------------------
+
+
+class FakeProducer:
+    """Records sends in order; resolves each future at once, failing from ``fail_at`` on."""
+
+    def __init__(self, fail_at: int | None = None) -> None:
+        self.sent: list[tuple[str, bytes, bytes]] = []
+        self.fail_at = fail_at
+
+    async def send(self, topic: str, value: bytes, key: bytes) -> asyncio.Future[None]:
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self.fail_at is not None and len(self.sent) >= self.fail_at:
+            fut.set_exception(KafkaError("broker said no"))
+        else:
+            fut.set_result(None)
+        self.sent.append((topic, key, value))
+        return fut
+
+
+async def test_send_batched_sends_in_order_and_counts_acks() -> None:
+    producer = FakeProducer()
+    records = [(f"k{i}".encode(), f"v{i}".encode()) for i in range(25)]
+    progress = publish.Progress()
+    sent = await publish.send_batched(producer, "t", records, chunk=4, progress=progress)
+    assert sent == 25 and progress.acked == 25
+    assert [(k, v) for _, k, v in producer.sent] == records
+
+
+async def test_send_batched_failure_raises_and_keeps_a_lower_bound_of_acks() -> None:
+    producer = FakeProducer(fail_at=10)
+    records = [(b"k", b"v")] * 30
+    progress = publish.Progress()
+    with pytest.raises(KafkaError):
+        await publish.send_batched(producer, "t", records, chunk=4, progress=progress)
+    assert 0 < progress.acked <= 10
