@@ -43,7 +43,7 @@ class RiskConfig:
     fast_half_life_s: float = 2 * 3600.0
     fast_open: float = 50.0
     slow_half_life_s: float = 3 * 86400.0
-    slow_open: float = 130.0
+    slow_open: float = 100.0
     open_at: float = 50.0
     close_below: float = 10.0
     reemit_growth: float = 1.25  # re-emit when the event count grows by this factor
