@@ -74,6 +74,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=settings.log_level.upper() if settings.log_level != "warn" else "WARNING",
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if args.command != "worker":
+        logging.getLogger("aiokafka").setLevel(logging.WARNING)
     module, _ = SUBCOMMANDS[args.command]
     if module == "pipeline.cli":
         return _run_builtin(args.command, args, settings)

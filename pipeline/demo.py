@@ -126,14 +126,18 @@ async def _follow_alerts(
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         quiet_since = time.monotonic()
+        shown: dict[str, str] = {}  # alert_id -> severity last printed
         while True:
             batch = await consumer.getmany(timeout_ms=500)
             for records in batch.values():
                 for rec in records:
                     a = orjson.loads(rec.value)
                     alerts.append(a)
-                    print(_line(a), flush=True)
                     quiet_since = time.monotonic()
+                    # new incidents and severity changes; other revisions only counted
+                    if shown.get(a["alert_id"]) != a["severity"]:
+                        shown[a["alert_id"]] = a["severity"]
+                        print(_line(a), flush=True)
             drained = await asyncio.to_thread(worker.metric, "pipeline_events_in_total")
             if drained >= expected_events and time.monotonic() - quiet_since > idle:
                 return alerts

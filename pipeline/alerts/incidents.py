@@ -7,8 +7,8 @@ Risk accumulates the weights of every signal and decays exponentially in
 event time, on two timescales (:class:`RiskConfig`). When it crosses
 ``open_at`` an incident opens, taking along the recent evidence that built
 the risk up; later evidence joins the same incident, and news an analyst
-cares about (a new reason, a higher severity, 25% more events, or 15 minutes
-of event time) re-emits the alert with the same ``alert_id`` and
+cares about (a new reason, a higher severity, 25% more events, 25 more risk
+points of evidence and 25% more in all, or an hour of event time) re-emits the alert with the same ``alert_id`` and
 ``revision + 1``. The incident closes once risk has decayed below
 ``close_below``; the next crossing opens a new one.
 """
@@ -48,7 +48,7 @@ class RiskConfig:
     close_below: float = 10.0
     reemit_growth: float = 1.25  # re-emit when the event count grows by this factor
     reemit_weight: float = 25.0  # ... or this much new evidence weight arrived
-    reemit_after_s: float = 900.0  # ... or after this much event time with new evidence
+    reemit_after_s: float = 3600.0  # ... or after this much event time with new evidence
 
     def risk(self, fast: float, slow: float) -> float:
         return 50.0 * max(fast / self.fast_open, slow / self.slow_open)
@@ -115,6 +115,9 @@ class Incident:
             slot[0] += weight
             slot[1] += 1
             slot[2] = summary
+
+    def total_weight(self) -> float:
+        return float(sum(slot[0] for slot in self.reasons.values()))
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -257,7 +260,8 @@ class IncidentTracker:
             or sorted(inc.reasons) != inc.emitted_codes
             or cfg.severity(inc.peak_risk) != inc.emitted_severity
             or inc.event_count >= inc.emitted_count * cfg.reemit_growth
-            or inc.unemitted_weight >= cfg.reemit_weight
+            or inc.unemitted_weight
+            >= max(cfg.reemit_weight, (cfg.reemit_growth - 1) * inc.total_weight())
             or at - inc.emitted_at >= cfg.reemit_after_s
         )
 
