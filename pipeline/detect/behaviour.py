@@ -162,17 +162,24 @@ class PeerBaselines:
         self.days: dict[str, int] = {}
         self.today: dict[str, tuple[str, set[str], dict[str, float]]] = {}
 
-    def of(self, role: str | None) -> dict[str, float]:
+    def of(
+        self, role: str | None, staff_id: str = "", own: dict[str, float] | None = None
+    ) -> dict[str, float]:
+        """Usual daily counts of ``role``; ``staff_id``'s own counts of today (``own``)
+        are left out, so nobody is their own peer."""
         key = role or ""
-        hist = {**ROLE_PRIORS.get(key, {}), **self.means.get(key, {})}
+        out = {**ROLE_PRIORS.get(key, {}), **self.means.get(key, {})}
         current = self.today.get(key)
-        if current is None or not current[1]:
-            return hist
+        if current is None:
+            return out
         _, active, counts = current
-        n = len(active)
-        out = hist
+        others = len(active) - (1 if staff_id in active else 0)
+        if others <= 0:
+            return out
+        own = own or {}
         for code, total in counts.items():
-            out[code] = max(out.get(code, 0.0), total / n)
+            mean = (total - (own.get(code, 0.0) if staff_id in active else 0.0)) / others
+            out[code] = max(out.get(code, 0.0), mean)
         return out
 
     def note(self, role: str | None, day: str, staff_id: str, codes: list[str]) -> None:
@@ -238,7 +245,7 @@ def observe_behaviour(
     completed = b.roll_day(day)
     if completed is not None:
         peers.add_day(e.role, completed)
-    peer_means = peers.of(e.role)  # before this access joins the peers' counts
+    peer_means = peers.of(e.role, ev.staff_id, b.day_counts)
     peers.note(e.role, day, ev.staff_id, [] if flagged else [s.code for s in rule_signals])
     b.events += 1
     out: list[Signal] = []

@@ -20,20 +20,20 @@ from tests.integration.kit import free_port, read_topic, send_json, wait_for
 STAFF = [f"S{i:02d}" for i in range(1, 13)]
 
 
-def staff_record(staff_id: str) -> dict[str, Any]:
+def staff_record(staff_id: str, role: str = "customer_manager") -> dict[str, Any]:
     return {
         "staff_id": staff_id,
         "branch_id": "BR01",
-        "role": "customer_manager",
+        "role": role,
         "status": "active",
         "effective_at": "2026-01-01T00:00:00+08:00",
     }
 
 
-def profile(customer_id: str) -> dict[str, Any]:
+def profile(customer_id: str, branch: str = "BR02") -> dict[str, Any]:
     return {
         "customer_id": customer_id,
-        "home_branch_id": "BR02",
+        "home_branch_id": branch,
         "segment": "retail",
         "sensitivity": "normal",
         "related_staff_ids": [],
@@ -54,11 +54,17 @@ def lookup(staff_id: str, n: int) -> dict[str, Any]:
     }
 
 
-async def publish_reference(producer: AIOKafkaProducer, s: Settings, staff: list[str]) -> None:
+async def publish_reference(
+    producer: AIOKafkaProducer,
+    s: Settings,
+    staff: list[str],
+    role: str = "customer_manager",
+    branch: str = "BR02",
+) -> None:
     for sid in staff:
-        await send_json(producer, s.staff_topic, sid, staff_record(sid))
+        await send_json(producer, s.staff_topic, sid, staff_record(sid, role))
     for n in range(1, 10):
-        await send_json(producer, s.profiles_topic, f"C{n}", profile(f"C{n}"))
+        await send_json(producer, s.profiles_topic, f"C{n}", profile(f"C{n}", branch))
 
 
 def by_staff_latest(records: list[tuple[bytes | None, bytes | None]]) -> dict[str, dict[str, Any]]:
@@ -102,11 +108,16 @@ async def test_two_workers_give_the_same_alerts_as_the_core_alone(
     topics: Settings, producer: AIOKafkaProducer, start_worker: Any
 ) -> None:
     s = topics
-    await publish_reference(producer, s, STAFF)
+    # Branch managers on their own branch's customers: only the policy rule below
+    # fires, whose weight does not depend on what peers do (peer baselines are
+    # per worker; see pipeline/detect/behaviour.py).
+    await publish_reference(producer, s, STAFF, role="branch_manager", branch="BR01")
     workers: list[WorkerProcess] = [start_worker(), start_worker(free_port())]
     for w in workers:
         w.wait_healthy()
-    events = [lookup(sid, n) for n in range(1, 6) for sid in STAFF]
+    events = [
+        {**lookup(sid, n), "action": "credit_report_query"} for n in range(1, 6) for sid in STAFF
+    ]
     for ev in events:
         await send_json(producer, s.access_topic, ev["staff_id"], ev)
 
@@ -127,9 +138,11 @@ async def test_two_workers_give_the_same_alerts_as_the_core_alone(
     # The same records through the pure core in one process.
     state = ReferenceState()
     for sid in STAFF:
-        apply_reference_record(state, "staff", sid.encode(), orjson.dumps(staff_record(sid)))
+        record = staff_record(sid, "branch_manager")
+        apply_reference_record(state, "staff", sid.encode(), orjson.dumps(record))
     for n in range(1, 10):
-        apply_reference_record(state, "profile", b"C", orjson.dumps(profile(f"C{n}")))
+        record = profile(f"C{n}", "BR01")
+        apply_reference_record(state, "profile", b"C", orjson.dumps(record))
     core = Engine(state, Pseudonymizer(s.pseudonym_key), namespace=s.app_id)
     expected = {}
     for ev in events:
