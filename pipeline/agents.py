@@ -96,12 +96,14 @@ def register(app: faust.App, rt: Runtime) -> None:
         async for batch in stream.take_events(BATCH, within=BATCH_WITHIN):
             await rt.reference_ready.wait()
             decoded: list[AccessEvent] = []
+            partitions: list[int] = []
             metrics.inc("pipeline_events_in_total", len(batch))
             for event in batch:
                 msg = event.message
                 rt.last_offsets[(msg.topic, msg.partition)] = msg.offset
                 try:
                     decoded.append(decode_access_event(msg.value))
+                    partitions.append(msg.partition)
                 except DecodeError as err:
                     metrics.inc(
                         "pipeline_events_dead_lettered_total", code=err.code, topic=msg.topic
@@ -109,7 +111,7 @@ def register(app: faust.App, rt: Runtime) -> None:
                     await send_dead_letter(
                         msg.value, msg.key, msg.topic, msg.partition, msg.offset, err
                     )
-            out = rt.engine.process_batch(decoded)
+            out = rt.engine.process_batch(decoded, partitions)
             rt.engine.store.flush()
             futures = [
                 await alerts.send(key=a.staff_id.encode(), value=orjson.dumps(a.to_json()))

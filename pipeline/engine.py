@@ -19,6 +19,7 @@ from pipeline.alerts.ids import Pseudonymizer
 from pipeline.alerts.incidents import IncidentTracker, RiskConfig, StaffRisk
 from pipeline.detect.behaviour import Behaviour, PeerBaselines, observe_behaviour
 from pipeline.detect.rules import evaluate_rules
+from pipeline.partitioning import key_for_partition, partition_for
 from pipeline.records import AccessEvent, Alert
 from pipeline.reference.state import ReferenceState
 
@@ -76,17 +77,37 @@ class StaffStore:
         self.dirty.add(staff_id)
         return st
 
+    peers: dict[int, PeerBaselines] = field(default_factory=dict)
+    peers_dirty: set[int] = field(default_factory=set)
+    partitions: int = 1
+
+    def peers_of(self, partition: int) -> PeerBaselines:
+        """The peer baselines of one access partition (see PeerBaselines)."""
+        p = self.peers.get(partition)
+        if p is None:
+            raw = self.backing.get(key_for_partition("peers", partition, self.partitions))
+            p = PeerBaselines.from_json(orjson.loads(raw)) if raw else PeerBaselines()
+            self.peers[partition] = p
+        self.peers_dirty.add(partition)
+        return p
+
     def flush(self) -> int:
         n = len(self.dirty)
         for staff_id in self.dirty:
             self.backing[staff_id] = orjson.dumps(self.cache[staff_id].to_json())
         self.dirty.clear()
+        for partition in self.peers_dirty:
+            key = key_for_partition("peers", partition, self.partitions)
+            self.backing[key] = orjson.dumps(self.peers[partition].to_json())
+        self.peers_dirty.clear()
         return n
 
     def forget(self) -> None:
         """Drop the cache (after a rebalance the backing table is the truth)."""
         self.cache.clear()
         self.dirty.clear()
+        self.peers.clear()
+        self.peers_dirty.clear()
 
 
 class Engine:
@@ -104,9 +125,9 @@ class Engine:
         self.tracker = IncidentTracker(risk or RiskConfig(), pseudonymizer, namespace)
         self.clock = clock
         self.stats = EngineStats()
-        self.peers = PeerBaselines()
 
-    def process(self, event: AccessEvent) -> Alert | None:
+    def process(self, event: AccessEvent, partition: int = 0) -> Alert | None:
+        """One access; ``partition`` is the access topic partition it came from."""
         stats = self.stats
         stats.events += 1
         if event.occurred_at > stats.newest_event_at:
@@ -115,7 +136,8 @@ class Engine:
         st = self.store.get(event.staff_id)
         signals = evaluate_rules(enriched)
         flagged = st.risk.incident is not None
-        signals += observe_behaviour(st.behaviour, enriched, signals, self.peers, flagged)
+        peers = self.store.peers_of(partition)
+        signals += observe_behaviour(st.behaviour, enriched, signals, peers, flagged)
         stats.signals += len(signals)
         alert = self.tracker.observe(st.risk, enriched, signals, self.clock())
         if alert is not None:
@@ -126,11 +148,23 @@ class Engine:
         """An analyst judged an alert of ``staff_id`` benign: weigh its reasons less."""
         self.store.get(staff_id).behaviour.apply_feedback(codes)
 
-    def process_batch(self, events: Iterable[AccessEvent]) -> list[Alert]:
-        """Process in order; every revision is returned (the tracker already throttles them)."""
+    def process_batch(
+        self, events: Iterable[AccessEvent], partitions: Iterable[int] | None = None
+    ) -> list[Alert]:
+        """Process in order; every revision is returned (the tracker already throttles them).
+
+        ``partitions``: each event's access partition (default: derived from the key
+        with Kafka's default partitioner, as a producer keyed by staff_id places it).
+        """
         out: list[Alert] = []
-        for ev in events:
-            alert = self.process(ev)
+        events = list(events)
+        parts = (
+            list(partitions)
+            if partitions is not None
+            else [partition_for(e.staff_id.encode(), self.store.partitions) for e in events]
+        )
+        for ev, part in zip(events, parts, strict=True):
+            alert = self.process(ev, part)
             if alert is not None:
                 out.append(alert)
         return out

@@ -26,7 +26,7 @@ class Runtime:
         self.engine = Engine(
             self.reference,
             Pseudonymizer(self.settings.pseudonym_key, raw=self.settings.raw_customer_ids),
-            StaffStore(),
+            StaffStore(partitions=self.settings.partitions),
             namespace=self.settings.app_id,
         )
 

@@ -7,8 +7,9 @@ Risk accumulates the weights of every signal and decays exponentially in
 event time, on two timescales (:class:`RiskConfig`). When it crosses
 ``open_at`` an incident opens, taking along the recent evidence that built
 the risk up; later evidence joins the same incident, and news an analyst
-cares about (a new reason, a higher severity, 25% more events, 25 more risk
-points of evidence and 25% more in all, or an hour of event time) re-emits the alert with the same ``alert_id`` and
+cares about (a new reason, a higher severity, 25% more events, 25 more
+risk points of evidence and 25% more in all, or an hour of event time)
+re-emits the alert with the same ``alert_id`` and
 ``revision + 1``. The incident closes once risk has decayed below
 ``close_below``; the next crossing opens a new one.
 """

@@ -153,8 +153,10 @@ class PeerBaselines:
     Two sources, the larger wins: the mean over completed staff-days, and the
     running per-staff average of the current day among active peers (so a new
     deployment, whose employees all lack history, habituates within hours
-    instead of days). Held per worker in memory and rebuilt from traffic after
-    a restart.
+    instead of days). One per access partition (the peers are the staff of
+    that partition), stored in the staff table under a key of that partition
+    (:mod:`pipeline.partitioning`), so it survives restarts and rebalances and
+    does not depend on how partitions are spread over workers.
     """
 
     def __init__(self) -> None:
@@ -181,6 +183,21 @@ class PeerBaselines:
             mean = (total - (own.get(code, 0.0) if staff_id in active else 0.0)) / others
             out[code] = max(out.get(code, 0.0), mean)
         return out
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "means": self.means,
+            "days": self.days,
+            "today": {k: [d, sorted(a), c] for k, (d, a, c) in self.today.items()},
+        }
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> PeerBaselines:
+        p = cls()
+        p.means = raw["means"]
+        p.days = raw["days"]
+        p.today = {k: (d, set(a), c) for k, (d, a, c) in raw["today"].items()}
+        return p
 
     def note(self, role: str | None, day: str, staff_id: str, codes: list[str]) -> None:
         """An access of ``staff_id`` on local ``day`` with these (unflagged) signal codes."""

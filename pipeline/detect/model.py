@@ -141,8 +141,8 @@ def _raw(features: Mapping[str, float]) -> list[float]:
 def _scale_all(raw: list[float]) -> list[float]:
     log1p = math.log1p
     return [
-        0.0 if v <= 0.0 else min(1.0, log1p(v) * inv)
-        for v, inv in zip(raw, _INV_LOG_CAP, strict=True)
+        min(1.0, log1p(v) * inv) if v > 0.0 else 0.0
+        for v, inv in zip(raw, _INV_LOG_CAP, strict=False)  # both len(FEATURES)
     ]
 
 
@@ -376,7 +376,7 @@ class GroupModel:
         """
         raw = _raw(raw_features)
         scaled = _scale_all(raw)
-        x = dict(zip(FEATURES, scaled, strict=True))
+        x = dict(zip(FEATURES, scaled, strict=False))
         g = self._groups.get(group)
         if g is None:
             if not learn:  # nothing known and nothing to learn: leave the state untouched
@@ -384,7 +384,7 @@ class GroupModel:
             g = self._groups[group] = self._new_group()
         score = float(g.hst.score_one(x))
         base = g.baseline
-        excess = [v - b for v, b in zip(scaled, _scale_all(base), strict=True)]
+        excess = [v - b for v, b in zip(scaled, _scale_all(base), strict=False)]
         total = sum(e for e in excess if e > 0.0)
         gated = score if total >= MIN_EXCESS else 0.0
         threshold = g.threshold.value()
@@ -398,8 +398,7 @@ class GroupModel:
             g.hst.learn_one(x)
             g.learned += 1
             a = max(BASELINE_ALPHA, 1.0 / g.learned)  # a plain mean over the first 2,500
-            for i, v in enumerate(raw):
-                base[i] += a * (v - base[i])
+            g.baseline = [b + a * (v - b) for b, v in zip(base, raw, strict=False)]
         return ModelResult(score, threshold, anomalous, top)
 
     def alert_model(self, result: ModelResult) -> dict[str, Any]:

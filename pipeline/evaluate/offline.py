@@ -15,7 +15,7 @@ import orjson
 
 from pipeline.alerts.ids import Pseudonymizer
 from pipeline.decode import decode_access_event
-from pipeline.engine import Engine
+from pipeline.engine import Engine, StaffStore
 from pipeline.reference.reader import apply_reference_record
 from pipeline.reference.state import ReferenceState
 from pipeline.simulate import Simulation
@@ -76,13 +76,20 @@ class SimulatedAnalyst:
 
 
 def run_core(
-    sim: Simulation, batch: int = 1000, analyst: SimulatedAnalyst | None = None
+    sim: Simulation,
+    batch: int = 1000,
+    analyst: SimulatedAnalyst | None = None,
+    partitions: int = 4,
 ) -> tuple[list[dict[str, Any]], float]:
     """All alert revisions the core emits for ``sim``, and the seconds it took (decode included).
 
-    With an ``analyst``, verdicts reach the engine as event time passes their due time.
+    Events are assigned to ``partitions`` as a producer keyed by staff_id would
+    (peer baselines are per partition). With an ``analyst``, verdicts reach the
+    engine as event time passes their due time.
     """
-    engine = Engine(load_reference(sim), Pseudonymizer("offline"))
+    engine = Engine(
+        load_reference(sim), Pseudonymizer("offline"), StaffStore(partitions=partitions)
+    )
     raw = [orjson.dumps(ev) for ev in sim.events]
     out: list[dict[str, Any]] = []
     start = time.perf_counter()

@@ -151,7 +151,7 @@ async def evaluate(args: argparse.Namespace) -> int:
     )
 
     if args.offline:
-        alerts, core_s = run_core(sim)
+        alerts, core_s = run_core(sim, partitions=args.partitions)
         meta_run: dict[str, Any] = {
             "mode": "offline (pure core, no broker)",
             "drain_seconds": round(core_s, 1),
@@ -216,7 +216,7 @@ def _finish(
     cards: list[Scorecard] = [score("pipeline", sim.incidents, alerts, staff_days)]
     if args.feedback:
         analyst = SimulatedAnalyst(sim)
-        fb_alerts, _ = run_core(sim, analyst=analyst)
+        fb_alerts, _ = run_core(sim, analyst=analyst, partitions=args.partitions)
         card = score("pipeline+feedback", sim.incidents, fb_alerts, staff_days)
         verdicts = list(analyst.verdicts.values())
         card.extra["verdicts"] = {v: verdicts.count(v) for v in sorted(set(verdicts))}

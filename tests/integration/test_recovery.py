@@ -10,7 +10,7 @@ from aiokafka import AIOKafkaProducer
 
 from pipeline.alerts.ids import Pseudonymizer
 from pipeline.decode import decode_access_event
-from pipeline.engine import Engine
+from pipeline.engine import Engine, StaffStore
 from pipeline.reference.reader import apply_reference_record
 from pipeline.reference.state import ReferenceState
 from pipeline.settings import Settings
@@ -64,7 +64,8 @@ async def publish_reference(
     for sid in staff:
         await send_json(producer, s.staff_topic, sid, staff_record(sid, role))
     for n in range(1, 10):
-        await send_json(producer, s.profiles_topic, f"C{n}", profile(f"C{n}", branch))
+        home = branch if n < 5 else "BR02"
+        await send_json(producer, s.profiles_topic, f"C{n}", profile(f"C{n}", home))
 
 
 def by_staff_latest(records: list[tuple[bytes | None, bytes | None]]) -> dict[str, dict[str, Any]]:
@@ -108,15 +109,17 @@ async def test_two_workers_give_the_same_alerts_as_the_core_alone(
     topics: Settings, producer: AIOKafkaProducer, start_worker: Any
 ) -> None:
     s = topics
-    # Branch managers on their own branch's customers: only the policy rule below
-    # fires, whose weight does not depend on what peers do (peer baselines are
-    # per worker; see pipeline/detect/behaviour.py).
     await publish_reference(producer, s, STAFF, role="branch_manager", branch="BR01")
     workers: list[WorkerProcess] = [start_worker(), start_worker(free_port())]
     for w in workers:
         w.wait_healthy()
+    # Alternating: a credit query without authorization (a policy rule) and a
+    # look-up of another branch's customer (weighed against the partition's peers).
     events = [
-        {**lookup(sid, n), "action": "credit_report_query"} for n in range(1, 6) for sid in STAFF
+        {**lookup(sid, n), "customer_id": f"C{n + 3}", "action": action}
+        for n in range(1, 7)
+        for sid in STAFF
+        for action in (["view_profile"] if n % 2 else ["credit_report_query"])
     ]
     for ev in events:
         await send_json(producer, s.access_topic, ev["staff_id"], ev)
@@ -141,14 +144,17 @@ async def test_two_workers_give_the_same_alerts_as_the_core_alone(
         record = staff_record(sid, "branch_manager")
         apply_reference_record(state, "staff", sid.encode(), orjson.dumps(record))
     for n in range(1, 10):
-        record = profile(f"C{n}", "BR01")
+        record = profile(f"C{n}", "BR01" if n < 5 else "BR02")
         apply_reference_record(state, "profile", b"C", orjson.dumps(record))
-    core = Engine(state, Pseudonymizer(s.pseudonym_key), namespace=s.app_id)
+    core = Engine(
+        state,
+        Pseudonymizer(s.pseudonym_key),
+        StaffStore(partitions=s.partitions),
+        namespace=s.app_id,
+    )
     expected = {}
-    for ev in events:
-        a = core.process(decode_access_event(orjson.dumps(ev)))
-        if a is not None:
-            expected[a.staff_id] = a.to_json()
+    for a in core.process_batch(decode_access_event(orjson.dumps(ev)) for ev in events):
+        expected[a.staff_id] = a.to_json()
     assert set(expected) == set(pipeline_alerts) == set(STAFF)
     for sid in STAFF:
         got, want = pipeline_alerts[sid], expected[sid]

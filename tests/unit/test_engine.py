@@ -13,6 +13,7 @@ from pipeline.alerts.incidents import RiskConfig
 from pipeline.detect.behaviour import FEEDBACK_FACTOR
 from pipeline.detect.catalogue import CATALOGUE
 from pipeline.engine import Engine, StaffStore
+from pipeline.partitioning import key_for_partition
 from pipeline.records import AccessEvent, Alert, Assignment, StaffRecord
 from pipeline.reference.state import ReferenceState
 from pipeline.timeutil import parse_ts
@@ -158,7 +159,8 @@ def test_flush_writes_json_values_and_clears_dirty() -> None:
     store = StaffStore(backing=backing)
     engine(store).process_batch(stream())
     assert store.flush() == 2
-    assert set(backing) == {"CM", "TL"}
+    # the two employees, and the peer baselines of their partition (one partition here)
+    assert set(backing) == {"CM", "TL", key_for_partition("peers", 0, 1)}
     for value in backing.values():
         assert isinstance(value, bytes)
         decoded = json.loads(value)  # plain UTF-8 JSON: no pickles
