@@ -19,8 +19,8 @@ from pipeline.detect.model import (
     GroupModel,
     ModelResult,
     _TailQuantile,
+    anomaly_signal,
     scale,
-    signal,
 )
 
 WARMUP = 1000
@@ -340,8 +340,8 @@ def test_signal_and_alert_model(base_model: GroupModel) -> None:
     m = clone(base_model)
     hit = m.score_and_learn("customer_manager", burst_hour(random.Random(12)), learn=False)
     miss = m.score_and_learn("customer_manager", {"events": 12}, learn=False)
-    assert signal(miss, "customer_manager") is None
-    s = signal(hit, "customer_manager")
+    assert anomaly_signal(miss, "customer_manager") is None
+    s = anomaly_signal(hit, "customer_manager")
     assert s is not None
     assert s.code == "behaviour_anomaly"
     assert s.weight == spec("behaviour_anomaly").weight
