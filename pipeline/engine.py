@@ -17,8 +17,16 @@ import orjson
 
 from pipeline.alerts.ids import Pseudonymizer
 from pipeline.alerts.incidents import IncidentTracker, RiskConfig, StaffRisk
-from pipeline.detect.behaviour import Behaviour, PeerBaselines, observe_behaviour
+from pipeline.detect.behaviour import (
+    Behaviour,
+    PeerBaselines,
+    model_due,
+    observe_behaviour,
+    window_features,
+)
+from pipeline.detect.model import GroupModel, anomaly_signal
 from pipeline.detect.rules import evaluate_rules
+from pipeline.detect.signals import Signal
 from pipeline.partitioning import key_for_partition, partition_for
 from pipeline.records import AccessEvent, Alert
 from pipeline.reference.state import ReferenceState
@@ -80,6 +88,20 @@ class StaffStore:
     peers: dict[int, PeerBaselines] = field(default_factory=dict)
     peers_dirty: set[int] = field(default_factory=set)
     partitions: int = 1
+    models: dict[int, GroupModel] = field(default_factory=dict)
+    models_dirty: set[int] = field(default_factory=set)
+    models_every_s: float = 30.0  # checkpoint models at most this often (wall clock)
+    models_flushed_at: float = 0.0
+
+    def model_of(self, partition: int) -> GroupModel:
+        """The online peer-group model of one access partition."""
+        m = self.models.get(partition)
+        if m is None:
+            raw = self.backing.get(key_for_partition("model", partition, self.partitions))
+            m = GroupModel.from_json(orjson.loads(raw)) if raw else GroupModel()
+            self.models[partition] = m
+        self.models_dirty.add(partition)
+        return m
 
     def peers_of(self, partition: int) -> PeerBaselines:
         """The peer baselines of one access partition (see PeerBaselines)."""
@@ -100,7 +122,20 @@ class StaffStore:
             key = key_for_partition("peers", partition, self.partitions)
             self.backing[key] = orjson.dumps(self.peers[partition].to_json())
         self.peers_dirty.clear()
+        # Models are ~20 KB per peer group: checkpointed, not written every batch.
+        # After a crash a model resumes from its last checkpoint (it has learned
+        # a little less); nothing else depends on it being exact.
+        now = time.monotonic()
+        if self.models_dirty and now - self.models_flushed_at >= self.models_every_s:
+            self.flush_models()
+            self.models_flushed_at = now
         return n
+
+    def flush_models(self) -> None:
+        for partition in self.models_dirty:
+            key = key_for_partition("model", partition, self.partitions)
+            self.backing[key] = orjson.dumps(self.models[partition].to_json())
+        self.models_dirty.clear()
 
     def forget(self) -> None:
         """Drop the cache (after a rebalance the backing table is the truth)."""
@@ -108,6 +143,8 @@ class StaffStore:
         self.dirty.clear()
         self.peers.clear()
         self.peers_dirty.clear()
+        self.models.clear()
+        self.models_dirty.clear()
 
 
 class Engine:
@@ -137,9 +174,19 @@ class Engine:
         signals = evaluate_rules(enriched)
         flagged = st.risk.incident is not None
         peers = self.store.peers_of(partition)
-        signals += observe_behaviour(st.behaviour, enriched, signals, peers, flagged)
+        b = st.behaviour
+        signals += observe_behaviour(b, enriched, signals, peers, flagged)
+        model_info = None
+        if enriched.role is not None and model_due(b, enriched):
+            model = self.store.model_of(partition)
+            result = model.score_and_learn(enriched.role, window_features(b), learn=not flagged)
+            sig = anomaly_signal(result, enriched.role)
+            if sig is not None:
+                scale = b.scale(sig.code, peers.of(enriched.role, event.staff_id, b.day_counts))
+                signals.append(Signal(sig.code, sig.weight * scale, sig.summary))
+                model_info = model.alert_model(result)
         stats.signals += len(signals)
-        alert = self.tracker.observe(st.risk, enriched, signals, self.clock())
+        alert = self.tracker.observe(st.risk, enriched, signals, self.clock(), model_info)
         if alert is not None:
             stats.alerts += 1
         return alert

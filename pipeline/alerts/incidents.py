@@ -97,6 +97,7 @@ class Incident:
     emitted_codes: list[str] = field(default_factory=list)
     emitted_severity: str = ""
     unemitted_weight: float = 0.0
+    model: dict[str, Any] | None = None  # the latest anomalous model result
 
     def add(self, ev: Evidence) -> None:
         self.first_event_at = min(self.first_event_at, ev.at)
@@ -137,6 +138,7 @@ class Incident:
             "emitted_codes": self.emitted_codes,
             "emitted_severity": self.emitted_severity,
             "unemitted_weight": self.unemitted_weight,
+            "model": self.model,
         }
 
     @classmethod
@@ -200,7 +202,12 @@ class IncidentTracker:
         return any(p.event_id == event_id for p in st.pending)
 
     def observe(
-        self, st: StaffRisk, e: Enriched, signals: list[Signal], now: float
+        self,
+        st: StaffRisk,
+        e: Enriched,
+        signals: list[Signal],
+        now: float,
+        model: dict[str, Any] | None = None,
     ) -> Alert | None:
         """Fold one access's signals into the state; return the alert to emit, if any."""
         ev = e.event
@@ -242,6 +249,8 @@ class IncidentTracker:
         else:
             inc.add(evidence)
         inc.unemitted_weight += added
+        if model is not None:
+            inc.model = model
         inc.peak_risk = max(inc.peak_risk, risk)
         if not self._should_emit(inc, ev.occurred_at):
             return None
@@ -291,5 +300,6 @@ class IncidentTracker:
             event_ids=list(inc.event_ids),
             event_count=inc.event_count,
             customer_refs=[self.pseudo.ref(c) for c in inc.customers],
+            model=inc.model,
             summary=summary,
         )

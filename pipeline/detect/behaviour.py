@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline.detect.catalogue import spec
-from pipeline.detect.shift import local_time
+from pipeline.detect.shift import local_time, outside_shift
 from pipeline.detect.signals import Signal
 from pipeline.records import EXPORT_ACTIONS
 from pipeline.reference.state import Enriched
@@ -47,6 +47,15 @@ BULK_LEVELS = (15, 30, 60, 120, 240, 480)
 EXPORT_RECORDS_FLOOR = 500
 FEEDBACK_FACTOR = 0.5
 ROLES_EXEMPT_FROM_BULK = frozenset({"operations"})
+RECENT_CAP = 1000
+RECENT_UNASSIGNED, RECENT_OTHER_BRANCH, RECENT_SENSITIVE, RECENT_OFF_SHIFT, RECENT_DENIED = (
+    1,
+    2,
+    4,
+    8,
+    16,
+)
+MODEL_EVERY_S = 600.0  # score an employee's hour at most this often (event time)
 # Prior usual daily counts per role, for a deployment that has seen no one yet:
 # what the role's work itself implies (tellers serve walk-ins from any branch and
 # print statements for them). Learned peer and personal means replace them.
@@ -77,6 +86,9 @@ class Behaviour:
     daily_mean: dict[str, float] = field(default_factory=dict)
     days: int = 0
     feedback_scale: dict[str, float] = field(default_factory=dict)
+    # 1-hour window of every access: [time, customer or "", flags (RECENT_*), records]
+    recent: list[list[Any]] = field(default_factory=list)
+    last_model_at: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -91,6 +103,8 @@ class Behaviour:
             "daily_mean": self.daily_mean,
             "days": self.days,
             "feedback_scale": self.feedback_scale,
+            "recent": self.recent,
+            "last_model_at": self.last_model_at,
         }
 
     @classmethod
@@ -242,6 +256,71 @@ def first_seen_keys(e: Enriched) -> list[tuple[str, str]]:
     return keys
 
 
+def window_features(b: Behaviour) -> dict[str, float]:
+    """The employee's last hour, as the online model's features (pipeline.detect.model)."""
+    customers: set[str] = set()
+    unassigned: set[str] = set()
+    other: set[str] = set()
+    sensitive: set[str] = set()
+    exported = off_shift = denied = 0.0
+    for _, customer, flags, records in b.recent:
+        if customer:
+            customers.add(customer)
+            if flags & RECENT_UNASSIGNED:
+                unassigned.add(customer)
+            if flags & RECENT_OTHER_BRANCH:
+                other.add(customer)
+            if flags & RECENT_SENSITIVE:
+                sensitive.add(customer)
+        exported += records
+        off_shift += 1 if flags & RECENT_OFF_SHIFT else 0
+        denied += 1 if flags & RECENT_DENIED else 0
+    return {
+        "events": float(len(b.recent)),
+        "distinct_customers": float(len(customers)),
+        "unassigned_customers": float(len(unassigned)),
+        "other_branch_customers": float(len(other)),
+        "sensitive_customers": float(len(sensitive)),
+        "exported_records": exported,
+        "off_shift_events": off_shift,
+        "denied_events": denied,
+    }
+
+
+def model_due(b: Behaviour, e: Enriched) -> bool:
+    """Whether to score this access with the online model: a non-routine access
+    (unassigned, or an export) at most every MODEL_EVERY_S of event time."""
+    ev = e.event
+    if ev.occurred_at - b.last_model_at < MODEL_EVERY_S:
+        return False
+    if (ev.customer_id is not None and not e.assigned) or ev.action in EXPORT_ACTIONS:
+        b.last_model_at = ev.occurred_at
+        return True
+    return False
+
+
+def _record_recent(b: Behaviour, e: Enriched, local_off_shift: bool) -> None:
+    ev = e.event
+    at = ev.occurred_at
+    flags = 0
+    if ev.customer_id is not None and not e.assigned:
+        flags |= RECENT_UNASSIGNED
+        if e.home_branch_id is not None and e.home_branch_id != e.staff_branch_id:
+            flags |= RECENT_OTHER_BRANCH
+    if e.sensitivity not in (None, "normal"):
+        flags |= RECENT_SENSITIVE
+    if local_off_shift:
+        flags |= RECENT_OFF_SHIFT
+    if ev.outcome == "denied":
+        flags |= RECENT_DENIED
+    records = float(ev.record_count) if ev.action in EXPORT_ACTIONS else 0.0
+    horizon = at - WINDOW_S
+    if b.recent and b.recent[0][0] < horizon:
+        b.recent = [r for r in b.recent if r[0] >= horizon]
+    if len(b.recent) < RECENT_CAP:
+        b.recent.append([at, ev.customer_id or "", flags, records])
+
+
 def observe_behaviour(
     b: Behaviour,
     e: Enriched,
@@ -266,6 +345,7 @@ def observe_behaviour(
     peers.note(e.role, day, ev.staff_id, [] if flagged else [s.code for s in rule_signals])
     b.events += 1
     out: list[Signal] = []
+    _record_recent(b, e, outside_shift(local, e.shift_start, e.shift_end))
 
     for i, s in enumerate(rule_signals):
         if not flagged:

@@ -10,12 +10,14 @@ Where it lives and what it costs (see ``docs`` in the README, "Reference state")
   keyed by customer, staff by staff and assignments by ``staff:customer``, so
   none of them is co-partitioned with the access stream as a whole, and the
   lookup an access needs must not be a network call;
-* staff: a short list of versions per employee, sorted by ``effective_at``
-  (~300 B per version);
-* assignments: ``staff -> customer -> [interval]`` (~150 B per pair);
-* profiles: one small interned int per customer (home branch, segment,
-  sensitivity) in a dict, plus a side table for the few customers with a
-  non-``normal`` sensitivity or related staff (~100 B per customer).
+* staff: a short list of versions per employee, sorted by ``effective_at``;
+  the small strings (branch, role, status, shift, timezone) are shared
+  between versions (MEMORY_STAFF);
+* assignments: ``staff -> customer -> interval``, a list only for the pairs
+  with more than one interval; relations are shared strings (MEMORY_PAIR);
+* profiles: each customer points at one shared (home branch, segment,
+  sensitivity) object, plus a side table of related staff for the few
+  customers that have any (MEMORY_PROFILE).
 
 Semantics, per key, in log order (Kafka keeps the order of one key):
 
@@ -37,19 +39,14 @@ from dataclasses import dataclass
 
 from pipeline.records import (
     DEFAULT_TIMEZONE,
-    SEGMENTS,
-    SENSITIVITIES,
     AccessEvent,
     Assignment,
     CustomerProfile,
     StaffRecord,
 )
 
-_SEGMENTS = tuple(sorted(SEGMENTS))
-_SENSITIVITIES = ("normal", *sorted(SENSITIVITIES - {"normal"}))
-_SEG_INDEX = {s: i for i, s in enumerate(_SEGMENTS)}
-_SENS_INDEX = {s: i for i, s in enumerate(_SENSITIVITIES)}
 _INF = math.inf
+_NOBODY: frozenset[str] = frozenset()
 
 
 @dataclass(slots=True, frozen=True)
@@ -71,16 +68,34 @@ class Interval:
 
 
 @dataclass(slots=True, frozen=True)
-class ProfileExtra:
-    """Only for customers that are not ``normal`` or have related staff."""
+class ProfileClass:
+    """One (home branch, segment, sensitivity) combination, shared by its customers."""
 
+    home_branch_id: str
+    segment: str
     sensitivity: str
-    related_staff_ids: frozenset[str]
 
 
-@dataclass(slots=True, frozen=True)
+# A pair's intervals: one Interval (the usual case) or a list sorted by valid_from.
+_Held = Interval | list[Interval]
+
+
+def _interval_at(held: _Held, at: float) -> Interval | None:
+    if isinstance(held, Interval):
+        return held if held.valid_from <= at < held.valid_to else None
+    for iv in held:
+        if iv.valid_from <= at < iv.valid_to:
+            return iv
+    return None
+
+
+@dataclass(slots=True)
 class Enriched:
-    """An access with everything detection needs, as of ``event.occurred_at``."""
+    """An access with everything detection needs, as of ``event.occurred_at``.
+
+    Read-only by convention. Not ``frozen``: building a frozen instance costs
+    twice as much, and one is built for every access.
+    """
 
     event: AccessEvent
     known_staff: bool
@@ -103,25 +118,30 @@ class ReferenceState:
     def __init__(self) -> None:
         self._staff: dict[str, list[StaffVersion]] = {}
         self._staff_times: dict[str, list[float]] = {}
-        self._assign: dict[str, dict[str, list[Interval]]] = {}
-        self._profile_code: dict[str, int] = {}
-        self._profile_extra: dict[str, ProfileExtra] = {}
-        self._branches: list[str] = []
-        self._branch_index: dict[str, int] = {}
-        # Canonical int objects, so 10M customers share a few hundred ints.
-        self._code_objects: dict[int, int] = {}
+        self._assign: dict[str, dict[str, _Held]] = {}
+        self._profiles: dict[str, ProfileClass] = {}
+        self._related: dict[str, frozenset[str]] = {}
+        self._classes: dict[tuple[str, str, str], ProfileClass] = {}
+        # Customers with a non-``normal`` sensitivity or related staff (for counts()).
+        self._notable = 0
+        # One object per distinct small string (branch, role, status, relation, ...).
+        self._strings: dict[str, str] = {}
         self.assignment_pairs = 0
+
+    def _shared(self, s: str) -> str:
+        return self._strings.setdefault(s, s)
 
     # -- updates -----------------------------------------------------------
     def apply_staff(self, rec: StaffRecord) -> None:
+        shared = self._strings.setdefault
         version = StaffVersion(
             rec.effective_at,
-            rec.branch_id,
-            rec.role,
-            rec.status,
-            rec.shift_start,
-            rec.shift_end,
-            rec.timezone or DEFAULT_TIMEZONE,
+            shared(rec.branch_id, rec.branch_id),
+            shared(rec.role, rec.role),
+            shared(rec.status, rec.status),
+            None if rec.shift_start is None else shared(rec.shift_start, rec.shift_start),
+            None if rec.shift_end is None else shared(rec.shift_end, rec.shift_end),
+            self._shared(rec.timezone or DEFAULT_TIMEZONE),
         )
         versions = self._staff.setdefault(rec.staff_id, [])
         times = self._staff_times.setdefault(rec.staff_id, [])
@@ -137,25 +157,37 @@ class ReferenceState:
         self._staff_times.pop(staff_id, None)
 
     def apply_assignment(self, rec: Assignment) -> None:
-        per_staff = self._assign.setdefault(rec.staff_id, {})
-        intervals = per_staff.get(rec.customer_id)
+        per_staff = self._assign.get(rec.staff_id)
+        held = None if per_staff is None else per_staff.get(rec.customer_id)
         if rec.op == "revoke":
-            if not intervals:
+            if per_staff is None or held is None:
                 return
             cut = rec.valid_from
+            intervals = [held] if isinstance(held, Interval) else held
             kept = [
                 iv if iv.valid_to <= cut else Interval(iv.valid_from, cut, iv.relation)
                 for iv in intervals
                 if iv.valid_from < cut
             ]
-            per_staff[rec.customer_id] = kept
+            # The pair stays known (and counted) even with no interval left.
+            per_staff[rec.customer_id] = kept[0] if len(kept) == 1 else kept
             return
-        new = Interval(rec.valid_from, _INF if rec.valid_to is None else rec.valid_to, rec.relation)
-        if intervals is None:
-            per_staff[rec.customer_id] = [new]
+        new = Interval(
+            rec.valid_from,
+            _INF if rec.valid_to is None else rec.valid_to,
+            self._shared(rec.relation),
+        )
+        if per_staff is None:
+            per_staff = self._assign[rec.staff_id] = {}
+        if held is None:
+            per_staff[rec.customer_id] = new
             self.assignment_pairs += 1
             return
-        rest = [iv for iv in intervals if iv.valid_from != rec.valid_from]
+        others = [held] if isinstance(held, Interval) else held
+        rest = [iv for iv in others if iv.valid_from != rec.valid_from]
+        if not rest:
+            per_staff[rec.customer_id] = new
+            return
         rest.append(new)
         rest.sort(key=lambda iv: iv.valid_from)
         per_staff[rec.customer_id] = rest
@@ -174,25 +206,29 @@ class ReferenceState:
                 self.delete_assignment(key[:i], key[i + 1 :])
 
     def apply_profile(self, rec: CustomerProfile) -> None:
-        b = self._branch_index.get(rec.home_branch_id)
-        if b is None:
-            b = len(self._branches)
-            self._branches.append(rec.home_branch_id)
-            self._branch_index[rec.home_branch_id] = b
-        code = (b * len(_SEGMENTS) + _SEG_INDEX[rec.segment]) * len(_SENSITIVITIES) + _SENS_INDEX[
-            rec.sensitivity
-        ]
-        self._profile_code[rec.customer_id] = self._code_objects.setdefault(code, code)
-        if rec.sensitivity != "normal" or rec.related_staff_ids:
-            self._profile_extra[rec.customer_id] = ProfileExtra(
-                rec.sensitivity, frozenset(rec.related_staff_ids)
-            )
+        cid = rec.customer_id
+        combo = (rec.home_branch_id, rec.segment, rec.sensitivity)
+        cls = self._classes.get(combo)
+        if cls is None:
+            cls = self._classes[combo] = ProfileClass(*combo)
+        old = self._profiles.get(cid)
+        if old is not None and (old.sensitivity != "normal" or cid in self._related):
+            self._notable -= 1
+        self._profiles[cid] = cls
+        if rec.related_staff_ids:
+            self._related[cid] = frozenset(rec.related_staff_ids)
+            self._notable += 1
         else:
-            self._profile_extra.pop(rec.customer_id, None)
+            self._related.pop(cid, None)
+            if cls.sensitivity != "normal":
+                self._notable += 1
 
     def delete_profile(self, customer_id: str) -> None:
-        self._profile_code.pop(customer_id, None)
-        self._profile_extra.pop(customer_id, None)
+        old = self._profiles.pop(customer_id, None)
+        if old is None:
+            return
+        if self._related.pop(customer_id, None) is not None or old.sensitivity != "normal":
+            self._notable -= 1
 
     # -- lookups -----------------------------------------------------------
     def staff_at(self, staff_id: str, at: float) -> StaffVersion | None:
@@ -210,63 +246,89 @@ class ReferenceState:
         per_staff = self._assign.get(staff_id)
         if per_staff is None:
             return None
-        intervals = per_staff.get(customer_id)
-        if not intervals:
-            return None
-        for iv in intervals:
-            if iv.valid_from <= at < iv.valid_to:
-                return iv
-        return None
+        held = per_staff.get(customer_id)
+        return None if held is None else _interval_at(held, at)
 
     def assigned_customers(self, staff_id: str, at: float) -> list[str]:
         per_staff = self._assign.get(staff_id, {})
-        return [
-            c for c, ivs in per_staff.items() if any(i.valid_from <= at < i.valid_to for i in ivs)
-        ]
+        return [c for c, held in per_staff.items() if _interval_at(held, at) is not None]
 
     def profile(self, customer_id: str) -> tuple[str, str, str, frozenset[str]] | None:
         """(home_branch_id, segment, sensitivity, related_staff_ids) or None."""
-        code = self._profile_code.get(customer_id)
-        if code is None:
+        cls = self._profiles.get(customer_id)
+        if cls is None:
             return None
-        code, sens = divmod(code, len(_SENSITIVITIES))
-        b, seg = divmod(code, len(_SEGMENTS))
-        extra = self._profile_extra.get(customer_id)
-        related = extra.related_staff_ids if extra is not None else frozenset()
-        return self._branches[b], _SEGMENTS[seg], _SENSITIVITIES[sens], related
+        related = self._related.get(customer_id, _NOBODY)
+        return cls.home_branch_id, cls.segment, cls.sensitivity, related
 
     def enrich(self, event: AccessEvent) -> Enriched:
+        # The lookups are written out here (not via staff_at & co.): this runs
+        # for every access, and the calls were a good part of its cost.
         at = event.occurred_at
-        staff = self.staff_at(event.staff_id, at)
+        staff_id = event.staff_id
+        staff: StaffVersion | None = None
+        versions = self._staff.get(staff_id)
+        if versions:
+            if len(versions) == 1:
+                first = versions[0]
+                if first.effective_at <= at:
+                    staff = first
+            else:
+                i = bisect_right(self._staff_times[staff_id], at)
+                if i:
+                    staff = versions[i - 1]
+        interval: Interval | None = None
+        cls: ProfileClass | None = None
+        related = False
         customer_id = event.customer_id
-        interval = None
-        prof = None
         if customer_id is not None:
-            interval = self.assignment_at(event.staff_id, customer_id, at)
-            prof = self.profile(customer_id)
+            per_staff = self._assign.get(staff_id)
+            if per_staff is not None:
+                held = per_staff.get(customer_id)
+                if held is not None:
+                    if type(held) is Interval:
+                        if held.valid_from <= at < held.valid_to:
+                            interval = held
+                    else:
+                        interval = _interval_at(held, at)
+            cls = self._profiles.get(customer_id)
+            if cls is not None:
+                others = self._related.get(customer_id)
+                related = others is not None and staff_id in others
+        # Positional arguments, in field order: event, known_staff, role,
+        # staff_branch_id, status, shift_start, shift_end, timezone, assigned,
+        # relation, known_customer, home_branch_id, segment, sensitivity, related.
+        if staff is None:
+            if cls is None:
+                return Enriched(
+                    event, False, None, None, None, None, None, DEFAULT_TIMEZONE,
+                    interval is not None, None if interval is None else interval.relation,
+                    False, None, None, None, False,
+                )  # fmt: skip
+            return Enriched(
+                event, False, None, None, None, None, None, DEFAULT_TIMEZONE,
+                interval is not None, None if interval is None else interval.relation,
+                True, cls.home_branch_id, cls.segment, cls.sensitivity, related,
+            )  # fmt: skip
+        if cls is None:
+            return Enriched(
+                event, True, staff.role, staff.branch_id, staff.status,
+                staff.shift_start, staff.shift_end, staff.timezone,
+                interval is not None, None if interval is None else interval.relation,
+                False, None, None, None, False,
+            )  # fmt: skip
         return Enriched(
-            event=event,
-            known_staff=staff is not None,
-            role=staff.role if staff else None,
-            staff_branch_id=staff.branch_id if staff else None,
-            status=staff.status if staff else None,
-            shift_start=staff.shift_start if staff else None,
-            shift_end=staff.shift_end if staff else None,
-            timezone=staff.timezone if staff else DEFAULT_TIMEZONE,
-            assigned=interval is not None,
-            relation=interval.relation if interval else None,
-            known_customer=prof is not None,
-            home_branch_id=prof[0] if prof else None,
-            segment=prof[1] if prof else None,
-            sensitivity=prof[2] if prof else None,
-            related=prof is not None and event.staff_id in prof[3],
-        )
+            event, True, staff.role, staff.branch_id, staff.status,
+            staff.shift_start, staff.shift_end, staff.timezone,
+            interval is not None, None if interval is None else interval.relation,
+            True, cls.home_branch_id, cls.segment, cls.sensitivity, related,
+        )  # fmt: skip
 
     # -- sizes -------------------------------------------------------------
     def counts(self) -> dict[str, int]:
         return {
             "staff": len(self._staff),
             "assignment_pairs": self.assignment_pairs,
-            "profiles": len(self._profile_code),
-            "profiles_non_normal_or_related": len(self._profile_extra),
+            "profiles": len(self._profiles),
+            "profiles_non_normal_or_related": self._notable,
         }

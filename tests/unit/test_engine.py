@@ -159,8 +159,14 @@ def test_flush_writes_json_values_and_clears_dirty() -> None:
     store = StaffStore(backing=backing)
     engine(store).process_batch(stream())
     assert store.flush() == 2
-    # the two employees, and the peer baselines of their partition (one partition here)
-    assert set(backing) == {"CM", "TL", key_for_partition("peers", 0, 1)}
+    # the two employees, the peer baselines of their partition (one partition here),
+    # and its online model's first checkpoint
+    assert set(backing) == {
+        "CM",
+        "TL",
+        key_for_partition("peers", 0, 1),
+        key_for_partition("model", 0, 1),
+    }
     for value in backing.values():
         assert isinstance(value, bytes)
         decoded = json.loads(value)  # plain UTF-8 JSON: no pickles
