@@ -33,7 +33,7 @@ from pipeline.sinks.postgres import PostgresSink
 log = logging.getLogger(__name__)
 
 BENIGN_VERDICTS = frozenset({"false_positive", "benign_true_positive"})
-BATCH = 1000
+BATCH = 2000
 BATCH_WITHIN = 0.25
 MAX_BACKOFF = 30.0
 

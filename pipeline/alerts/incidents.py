@@ -28,7 +28,7 @@ from pipeline.timeutil import format_ts
 MAX_EVENT_IDS = 500
 KEEP_FIRST_EVENT_IDS = 50  # past MAX_EVENT_IDS: the opening evidence and the newest
 MAX_CUSTOMERS = 200
-MAX_PENDING = 50
+MAX_PENDING = 20
 
 
 @dataclass(frozen=True, slots=True)
