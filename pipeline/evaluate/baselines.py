@@ -35,11 +35,10 @@ import random
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, tzinfo
-from functools import lru_cache
+from datetime import datetime
 from typing import Any, Final, Protocol
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from pipeline.detect.shift import local_time
 from pipeline.records import DEFAULT_TIMEZONE, EXPORT_ACTIONS, AccessEvent
 from pipeline.timeutil import format_ts
 
@@ -66,16 +65,8 @@ class EnrichedLike(Protocol):
     def sensitivity(self) -> str | None: ...
 
 
-@lru_cache(maxsize=256)
-def _zone(name: str) -> tzinfo:
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        return ZoneInfo(DEFAULT_TIMEZONE)
-
-
 def _local(e: EnrichedLike) -> datetime:
-    return datetime.fromtimestamp(e.event.occurred_at, _zone(e.timezone or DEFAULT_TIMEZONE))
+    return local_time(e.event.occurred_at, e.timezone or DEFAULT_TIMEZONE)
 
 
 def is_unassigned(e: EnrichedLike) -> bool:

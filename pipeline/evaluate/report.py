@@ -12,7 +12,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from pipeline.evaluate.score import BENIGN_KINDS, MALICIOUS_KINDS, TTD_TARGET_SECONDS, Scorecard
+from pipeline.evaluate.score import TTD_TARGET_SECONDS, Scorecard
+from pipeline.simulate.labels import BENIGN_KINDS, MALICIOUS_KINDS
 
 Row = tuple[str, list[str]]
 

@@ -46,20 +46,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Final, Protocol
 
+from pipeline.simulate.labels import BENIGN_KINDS, MALICIOUS_KINDS
 from pipeline.timeutil import parse_ts
 
-MALICIOUS_KINDS: Final = (
-    "unassigned_lookup",
-    "bulk_harvest",
-    "statement_exfiltration",
-    "unauthorized_credit_query",
-    "inactive_account_use",
-    "sensitive_snooping",
-    "related_customer_access",
-    "low_and_slow",
-    "off_hours_session",
-)
-BENIGN_KINDS: Final = ("covering_colleague", "new_hire", "transfer", "month_end_batch", "overtime")
 TTD_TARGET_SECONDS: Final = 300.0
 LOW_AND_SLOW: Final = "low_and_slow"
 
