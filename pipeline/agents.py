@@ -45,7 +45,7 @@ def register(app: faust.App, rt: Runtime) -> None:
     feedback = app.topic(s.feedback_topic, partitions=s.partitions)
     dlq = app.topic(s.dlq_topic, partitions=s.partitions)
     # Verdicts re-keyed by staff_id, so they reach the worker holding that staff's state.
-    staff_feedback = app.topic(f"{s.app_id}-staff-feedback", partitions=s.partitions, internal=True)
+    staff_feedback = app.topic(s.staff_feedback_topic, partitions=s.partitions)
     # Keys are the raw staff_id bytes and go through the default partitioner,
     # so changelog partition p holds exactly the staff of access partition p
     # (the same murmur2 hash every Kafka producer uses for the access key).

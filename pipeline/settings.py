@@ -60,6 +60,11 @@ class Settings:
         return f"{self.topic_prefix}access-events.dlq"
 
     @property
+    def staff_feedback_topic(self) -> str:
+        """Internal: verdicts re-keyed by staff_id (co-partitioned with access events)."""
+        return f"{self.app_id}-staff-feedback"
+
+    @property
     def reference_topics(self) -> tuple[str, str, str]:
         return (self.staff_topic, self.assignments_topic, self.profiles_topic)
 

@@ -42,7 +42,7 @@ def contract_topics(settings: Settings) -> dict[str, dict[str, str]]:
 async def ensure_topics(
     settings: Settings, partitions: int | None = None, replay: bool = False
 ) -> list[str]:
-    """Create missing contract topics; return the names created.
+    """Create missing contract topics and the worker's internal topic; return those created.
 
     ``replay`` (demo, evaluation): the access topic keeps records forever, since
     replayed events carry old timestamps that time-based retention would delete.
@@ -55,6 +55,9 @@ async def ensure_topics(
     try:
         existing = set(await admin.list_topics())
         wanted = contract_topics(settings)
+        # The worker's own internal topic, created before its consumer subscribes
+        # (a topic created later is only seen at the next metadata refresh).
+        wanted[settings.staff_feedback_topic] = DELETE
         if replay:
             wanted[settings.access_topic] = {**DELETE, "retention.ms": "-1"}
         n = partitions or settings.partitions
