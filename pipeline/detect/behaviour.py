@@ -113,8 +113,10 @@ class Behaviour:
 
     # -- daily baselines ----------------------------------------------------
     def roll_day(self, day: str) -> dict[str, float] | None:
-        """Start ``day``; return the completed day's counts when a day was completed."""
-        if day == self.day:
+        """Start ``day``; return the completed day's counts when a day was completed.
+
+        A late access of an earlier day changes nothing (the day stays open)."""
+        if day <= self.day:
             return None
         completed = None
         if self.day:
@@ -377,7 +379,8 @@ def observe_behaviour(
     if ev.customer_id is not None and not e.assigned and len(b.window) < WINDOW_CAP:
         b.window[ev.customer_id] = at
     n = len(b.window)
-    b.day_counts["_hourly_peak"] = max(b.day_counts.get("_hourly_peak", 0.0), float(n))
+    if not flagged:
+        b.day_counts["_hourly_peak"] = max(b.day_counts.get("_hourly_peak", 0.0), float(n))
     usual_peak = b.hourly_peak if b.days >= MIN_DAYS else peer_means.get("_hourly_peak", 0.0)
     level = b.bulk_level
     while level < len(BULK_LEVELS) and n >= max(BULK_LEVELS[level], 3 * usual_peak):
@@ -389,7 +392,7 @@ def observe_behaviour(
         out.append(
             Signal(
                 "bulk_access",
-                spec("bulk_access").weight * math.sqrt(level),
+                b.weight("bulk_access", peer_means) * math.sqrt(level),
                 f"{n} distinct unassigned customers within an hour (usual peak {usual_peak:.0f})",
             )
         )
@@ -411,5 +414,8 @@ def observe_behaviour(
                     f"(usual {usual:.0f}/day)",
                 )
             )
-        b.day_counts["_export_records"] = b.day_counts.get("_export_records", 0.0) + ev.record_count
+        if not flagged:
+            b.day_counts["_export_records"] = (
+                b.day_counts.get("_export_records", 0.0) + ev.record_count
+            )
     return out
