@@ -29,6 +29,7 @@ MAX_EVENT_IDS = 500
 KEEP_FIRST_EVENT_IDS = 50  # past MAX_EVENT_IDS: the opening evidence and the newest
 MAX_CUSTOMERS = 200
 MAX_PENDING = 20
+RECENTLY_CLOSED_IDS = 100  # event ids of the last closed incident, against redelivery
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,9 +154,11 @@ class StaffRisk:
     risk_at: float = 0.0
     incident: Incident | None = None
     pending: list[Evidence] = field(default_factory=list)
+    closed_ids: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
+            "closed_ids": self.closed_ids,
             "risk": self.risk,
             "slow": self.slow,
             "risk_at": self.risk_at,
@@ -172,6 +175,7 @@ class StaffRisk:
             risk_at=raw["risk_at"],
             incident=Incident.from_json(inc) if inc else None,
             pending=[Evidence.from_json(p) for p in raw.get("pending", [])],
+            closed_ids=raw.get("closed_ids", []),
         )
 
 
@@ -199,7 +203,7 @@ class IncidentTracker:
     def _seen(st: StaffRisk, event_id: str) -> bool:
         if st.incident is not None and event_id in st.incident.event_ids:
             return True
-        return any(p.event_id == event_id for p in st.pending)
+        return event_id in st.closed_ids or any(p.event_id == event_id for p in st.pending)
 
     def observe(
         self,
@@ -214,6 +218,7 @@ class IncidentTracker:
         self._decay_to(st, ev.occurred_at)
         cfg = self.config
         if st.incident is not None and self.current_risk(st) < cfg.close_below:
+            st.closed_ids = st.incident.event_ids[-RECENTLY_CLOSED_IDS:]
             st.incident = None
         if not signals or self._seen(st, ev.event_id):
             return None  # no evidence, or a redelivered event (at-least-once input)

@@ -257,11 +257,6 @@ def test_redelivered_event_beyond_event_id_cap_is_ignored() -> None:
     assert st.risk == fast
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="once an incident has closed its event ids are forgotten: redelivered events of "
-    "the closed incident are counted as new evidence and open a second incident",
-)
 def test_redelivered_events_of_a_closed_incident_open_nothing() -> None:
     t, st = tracker(), StaffRisk()
     first = [(ev(1, T0), sig(HALF)), (ev(2, T0 + MINUTE), sig(HALF))]
