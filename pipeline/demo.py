@@ -20,19 +20,18 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from pipeline.settings import Settings
 from pipeline.simulate import SimConfig, generate
+from pipeline.simulate.config import add_size_arguments, config_from_args
 from pipeline.simulate.output import publish_kafka
 from pipeline.topics import ensure_topics, partition_counts
 from pipeline.workers import WorkerProcess
 
+# A small bank: a demo shows alerts within seconds.
+DEMO_BANK = SimConfig(seed=11, branches=3, staff=40, customers=3000, days=7)
 SEVERITY_MARK = {"low": ".", "medium": "!", "high": "!!", "critical": "!!!"}
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--seed", type=int, default=11)
-    parser.add_argument("--branches", type=int, default=3)
-    parser.add_argument("--staff", type=int, default=40)
-    parser.add_argument("--customers", type=int, default=3000)
-    parser.add_argument("--days", type=int, default=7)
+    add_size_arguments(parser, DEMO_BANK)
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument(
         "--idle", type=float, default=8.0, help="stop after this many quiet seconds"
@@ -66,15 +65,7 @@ async def _demo(args: argparse.Namespace) -> int:
     )
     print(f"demo run {run_id}: Kafka {s.kafka_bootstrap}, Postgres {s.database_url.split('@')[-1]}")
     t0 = time.monotonic()
-    sim = generate(
-        SimConfig(
-            seed=args.seed,
-            branches=args.branches,
-            staff=args.staff,
-            customers=args.customers,
-            days=args.days,
-        )
-    )
+    sim = generate(config_from_args(args))
     malicious = [i for i in sim.incidents if not i.benign]
     print(
         f"simulated bank: {args.staff} staff, {args.customers} customers, {args.days} days, "

@@ -29,18 +29,14 @@ from pipeline.evaluate.score import Scorecard, score
 from pipeline.reference.state import Enriched
 from pipeline.settings import Settings
 from pipeline.simulate import SimConfig, Simulation, generate
+from pipeline.simulate.config import add_size_arguments, config_from_args
 from pipeline.simulate.output import publish_kafka
 from pipeline.topics import ensure_topics, partition_counts
 from pipeline.workers import WorkerProcess
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    d = SimConfig()
-    parser.add_argument("--seed", type=int, default=d.seed)
-    parser.add_argument("--branches", type=int, default=d.branches)
-    parser.add_argument("--staff", type=int, default=d.staff)
-    parser.add_argument("--customers", type=int, default=d.customers)
-    parser.add_argument("--days", type=int, default=d.days)
+    add_size_arguments(parser)
     parser.add_argument("--workers", type=int, default=1, help="worker processes")
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--out", type=Path, default=None, help="default reports/eval-<seed>")
@@ -135,13 +131,7 @@ async def evaluate(args: argparse.Namespace) -> int:
         partitions=args.partitions,
         data_dir=out_dir / "workers",
     )
-    config = SimConfig(
-        seed=args.seed,
-        branches=args.branches,
-        staff=args.staff,
-        customers=args.customers,
-        days=args.days,
-    )
+    config = config_from_args(args)
     t = time.monotonic()
     sim = generate(config)
     gen_s = time.monotonic() - t

@@ -9,28 +9,14 @@ import time
 from collections import Counter
 
 from pipeline.settings import Settings
-from pipeline.simulate.config import ConfigError, SimConfig
+from pipeline.simulate.config import ConfigError, add_size_arguments, config_from_args
 from pipeline.simulate.generate import generate
 from pipeline.simulate.model import Simulation
 from pipeline.simulate.output import publish_kafka, write_jsonl
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    d = SimConfig()
-    parser.add_argument(
-        "--seed", type=int, default=d.seed, help="random seed (default %(default)s)"
-    )
-    parser.add_argument("--branches", type=int, default=d.branches, help="default %(default)s")
-    parser.add_argument(
-        "--staff", type=int, default=d.staff, help="initial headcount (default %(default)s)"
-    )
-    parser.add_argument("--customers", type=int, default=d.customers, help="default %(default)s")
-    parser.add_argument(
-        "--days", type=int, default=d.days, help="simulated days (default %(default)s)"
-    )
-    parser.add_argument(
-        "--start", default=d.start, help="first local date, YYYY-MM-DD (default %(default)s)"
-    )
+    add_size_arguments(parser)
     parser.add_argument(
         "--output", choices=("jsonl", "kafka"), default="jsonl", help="default %(default)s"
     )
@@ -68,14 +54,7 @@ def describe(sim: Simulation, seconds: float) -> str:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        config = SimConfig(
-            seed=args.seed,
-            branches=args.branches,
-            staff=args.staff,
-            customers=args.customers,
-            days=args.days,
-            start=args.start,
-        )
+        config = config_from_args(args)
     except ConfigError as exc:
         print(f"simulate: {exc}", file=sys.stderr)
         return 2

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import argparse
+from dataclasses import asdict, dataclass, replace
 from datetime import date
 from typing import Any
 
@@ -65,3 +66,35 @@ class SimConfig:
             days=int(data["days"]),
             start=str(data["start"]),
         )
+
+
+def add_size_arguments(parser: argparse.ArgumentParser, defaults: SimConfig | None = None) -> None:
+    """The flags that size a simulated bank (the CLI commands that simulate share them)."""
+    d = defaults or SimConfig()
+    parser.add_argument(
+        "--seed", type=int, default=d.seed, help="random seed (default %(default)s)"
+    )
+    parser.add_argument("--branches", type=int, default=d.branches, help="default %(default)s")
+    parser.add_argument(
+        "--staff", type=int, default=d.staff, help="initial headcount (default %(default)s)"
+    )
+    parser.add_argument("--customers", type=int, default=d.customers, help="default %(default)s")
+    parser.add_argument(
+        "--days", type=int, default=d.days, help="simulated days (default %(default)s)"
+    )
+    parser.add_argument(
+        "--start", default=d.start, help="first local date, YYYY-MM-DD (default %(default)s)"
+    )
+
+
+def config_from_args(args: argparse.Namespace) -> SimConfig:
+    """The SimConfig the flags of :func:`add_size_arguments` describe (raises ConfigError)."""
+    return replace(
+        SimConfig(),
+        seed=args.seed,
+        branches=args.branches,
+        staff=args.staff,
+        customers=args.customers,
+        days=args.days,
+        start=args.start,
+    )
