@@ -12,6 +12,7 @@ WORKDIR /app
 # Only what the package build needs (README.md is the package's readme).
 COPY pyproject.toml README.md ./
 COPY pipeline ./pipeline
+COPY simbank ./simbank
 RUN pip install . \
     && useradd --create-home --uid 10001 --shell /usr/sbin/nologin pipeline \
     && mkdir -p /app/data \

@@ -22,7 +22,7 @@ down:
 	bash infra/down.sh
 
 demo: install up
-	$(BIN)/pipeline demo
+	$(BIN)/simbank demo
 
 test: install
 	bash infra/with-services.sh $(BIN)/python -m pytest -q
@@ -38,7 +38,7 @@ typecheck: install
 	$(BIN)/mypy
 
 evaluate: install up
-	$(BIN)/pipeline evaluate
+	$(BIN)/simbank evaluate
 
 clean:
 	rm -rf $(VENV) .pipeline-data reports

@@ -43,9 +43,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
-from pipeline.decode import DecodeError
-from pipeline.metrics import Metrics
-from pipeline.records import AccessEvent
+from pipeline.contract.decode import DecodeError
+from pipeline.observability.metrics import Metrics
+from pipeline.contract.records import AccessEvent
 from pipeline.reference.reader import ReferenceReader, apply_reference_record
 from pipeline.reference.state import ReferenceState
 from pipeline.settings import Settings
@@ -400,7 +400,7 @@ def measure_enrich(state: ReferenceState, bank: Bank, lookups: int) -> dict[str,
 
 async def _publish(scale: Scale, bootstrap: str, prefix: str) -> dict[str, Any]:
     from pipeline.reference.publish import compression, make_producer, send_batched, topic_for
-    from pipeline.topics import ensure_topics
+    from pipeline.broker.topics import ensure_topics
 
     bank = Bank(scale)
     settings = Settings(kafka_bootstrap=bootstrap, topic_prefix=prefix, partitions=PARTITIONS)
@@ -484,7 +484,7 @@ async def _bootstrap(bootstrap: str, prefix: str) -> dict[str, Any]:
 async def _delete_topics(bootstrap: str, prefix: str) -> None:
     from aiokafka.admin import AIOKafkaAdminClient
 
-    from pipeline.topics import contract_topics
+    from pipeline.broker.topics import contract_topics
 
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()

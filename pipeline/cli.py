@@ -1,4 +1,4 @@
-"""The ``pipeline`` command: worker, migrate, create-topics, simulate, evaluate, demo, ...
+"""The ``pipeline`` command: worker, migrate, create-topics, publish-reference, ...
 
 Each subcommand module exposes ``configure(parser)`` and ``run(args) -> int``.
 """
@@ -18,10 +18,7 @@ SUBCOMMANDS = {
     "worker": ("pipeline.cli", "start a worker (settings from PIPELINE_* variables)"),
     "migrate": ("pipeline.cli", "create or migrate the Postgres schema"),
     "create-topics": ("pipeline.cli", "create the contract's topics if missing"),
-    "simulate": ("pipeline.simulate.cli", "generate a labelled simulated bank"),
-    "evaluate": ("pipeline.evaluate.run", "run a labelled simulation through the real pipeline"),
     "publish-reference": ("pipeline.reference.publish", "load HR/CRM exports onto the topics"),
-    "demo": ("pipeline.demo", "the demo: a small bank through the real pipeline"),
 }
 
 
@@ -32,7 +29,7 @@ def _configure_builtin(name: str, parser: argparse.ArgumentParser) -> None:
 
 def _run_builtin(name: str, args: argparse.Namespace, settings: Settings) -> int:
     if name == "worker":
-        from pipeline.worker import run_worker
+        from pipeline.worker.main import run_worker
 
         run_worker(settings)
         return 0
@@ -43,7 +40,7 @@ def _run_builtin(name: str, args: argparse.Namespace, settings: Settings) -> int
         print("applied: " + (", ".join(applied) if applied else "nothing (up to date)"))
         return 0
     if name == "create-topics":
-        from pipeline.topics import ensure_topics
+        from pipeline.broker.topics import ensure_topics
 
         created = asyncio.run(ensure_topics(settings, args.partitions))
         print("created: " + (", ".join(created) if created else "nothing (all exist)"))

@@ -1,22 +1,99 @@
-"""Worker settings, typed and read once from the environment.
+"""Every ``PIPELINE_*`` setting, typed and validated, declared once.
 
-The variables and defaults are part of the contract ("Running a worker").
+The contract fixes the first seven ("Running a worker"); the others have
+defaults that work on one machine, and the README's settings table lists
+them all (``tests/unit/test_settings.py`` keeps the two in step).
+
+``Settings()`` is the defaults alone; :meth:`Settings.from_env` reads the
+environment (or a given mapping). Secrets can come from files: for every
+field in :data:`SECRET_FIELDS`, ``PIPELINE_<NAME>_FILE`` names a file whose
+content (one trailing newline stripped) is the value, as Kubernetes and
+Docker mount secrets. Setting both the variable and its ``_FILE`` twin is an
+error. An empty variable means "use the default" (except the topic prefix,
+for which empty is a valid value).
 """
 
 from __future__ import annotations
 
-import os
+import contextvars
 from collections.abc import Mapping
-from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import ValidationError, field_validator
+from pydantic.fields import FieldInfo
+from pydantic_core import PydanticUseDefault
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from pipeline.timeutil import TimestampError, parse_ts
+
+ENV_PREFIX = "PIPELINE_"
+# The compose file's and the README's example key: refused unless dev_mode.
+PLACEHOLDER_PSEUDONYM_KEYS = frozenset({"", "change-me-in-production"})
+SECRET_FIELDS = (
+    "database_url",
+    "migrate_database_url",
+    "pseudonym_key",
+    "kafka_sasl_password",
+    "kafka_ssl_key_password",
+    "console_secret",
+)
+# Fields for which an empty value is a value, not "use the default".
+_EMPTY_IS_VALUE = frozenset({"topic_prefix"})
+
+_ENV: contextvars.ContextVar[Mapping[str, str] | None] = contextvars.ContextVar(
+    "pipeline_settings_env", default=None
+)
 
 
 class SettingsError(ValueError):
     """An environment variable has a value the pipeline cannot use."""
 
 
-@dataclass(frozen=True, slots=True)
-class Settings:
+class _MappingEnvSource(EnvSettingsSource):
+    """``PIPELINE_*`` variables from the mapping given to ``from_env``."""
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        env = _ENV.get() or {}
+        return {k.lower(): v for k, v in env.items()}
+
+
+class _SecretFilesSource(PydanticBaseSettingsSource):
+    """``PIPELINE_<NAME>_FILE`` for the fields in SECRET_FIELDS."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        env = _ENV.get() or {}
+        out: dict[str, Any] = {}
+        for name in SECRET_FIELDS:
+            var = f"{ENV_PREFIX}{name.upper()}"
+            path = env.get(f"{var}_FILE")
+            if not path:
+                continue
+            if env.get(var):
+                raise SettingsError(f"set {var} or {var}_FILE, not both")
+            try:
+                text = Path(path).read_text(encoding="utf-8")
+            except OSError as exc:
+                raise SettingsError(f"{var}_FILE: cannot read {path}: {exc.strerror}") from None
+            out[name] = text[:-1] if text.endswith("\n") else text
+        return out
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, frozen=True, extra="ignore", validate_default=False
+    )
+
+    # -- the contract's table ---------------------------------------------
     kafka_bootstrap: str = "localhost:9092"
     database_url: str = "postgresql://pipeline:pipeline@localhost:5432/pipeline"
     topic_prefix: str = "bank."
@@ -24,11 +101,180 @@ class Settings:
     web_port: int = 6066
     data_dir: Path = Path("./.pipeline-data")
     partitions: int = 8
+
+    # -- topics ------------------------------------------------------------
+    # Replication of every topic the pipeline creates; 3 in production, with
+    # min.insync.replicas 2 (set kafka_min_insync_replicas).
+    replication_factor: int = 1
+    min_insync_replicas: int | None = None
+
+    # -- Kafka security (one client factory: pipeline.broker.clients) -----
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: str | None = None
+    kafka_ssl_cafile: Path | None = None
+    kafka_ssl_certfile: Path | None = None
+    kafka_ssl_keyfile: Path | None = None
+    kafka_ssl_key_password: str | None = None
+    kafka_ssl_check_hostname: bool = True
+
+    # -- database ----------------------------------------------------------
+    # Owner role for `pipeline migrate`; workers use database_url (insert and
+    # update only). Empty: migrate with database_url.
+    migrate_database_url: str | None = None
+    # Workers migrate at start (development); off where the worker role cannot.
+    migrate_on_start: bool = True
+
+    # -- privacy -----------------------------------------------------------
     # Key of the keyed hash that pseudonymizes customer ids in alerts.
     pseudonym_key: str = "change-me-in-production"
     # When true, alerts carry raw customer ids instead of pseudonyms.
     raw_customer_ids: bool = False
-    log_level: str = "info"
+    # Allows the placeholder pseudonym key and other development shortcuts.
+    dev_mode: bool = False
+
+    # -- web ---------------------------------------------------------------
+    web_bind: str = "127.0.0.1"
+
+    # -- logging -----------------------------------------------------------
+    log_level: Literal["debug", "info", "warning", "warn", "error"] = "info"
+    log_format: Literal["text", "json"] = "text"
+
+    # -- detection ---------------------------------------------------------
+    # Learning period: accesses before this event time teach baselines but
+    # raise only policy-violation alerts (RFC 3339; empty: no learning period).
+    learn_until: datetime | None = None
+    # The bank's own timezone: the calendar of daily baselines and peer days.
+    bank_timezone: str = "Asia/Shanghai"
+    # An access more than this far ahead of its partition's event-time
+    # watermark is dead-lettered (code clock_skew).
+    max_event_skew_s: float = 7 * 86400.0
+    # How late (event time) an access may arrive and still count in its
+    # day's peer statistics.
+    allowed_lateness_s: float = 3600.0
+
+    # -- console -----------------------------------------------------------
+    console_port: int = 8080
+    console_bind: str = "127.0.0.1"
+    # Header a trusted reverse proxy sets to the analyst's identity; empty:
+    # local login (demo only, needs dev_mode).
+    console_identity_header: str = "X-Forwarded-User"
+    console_roles_header: str = "X-Forwarded-Groups"
+    console_reveal_role: str = "investigator"
+    console_secret: str | None = None
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _empty_means_default(cls, value: Any, info: Any) -> Any:
+        if value == "" and info.field_name not in _EMPTY_IS_VALUE:
+            raise PydanticUseDefault()
+        if isinstance(value, str) and cls.model_fields[info.field_name].annotation is bool:
+            low = value.strip().lower()
+            if low in {"1", "true", "yes", "on"}:
+                return True
+            if low in {"0", "false", "no", "off"}:
+                return False
+            raise ValueError(f"must be true or false, got {value!r}")
+        return value
+
+    @field_validator("learn_until", mode="before")
+    @classmethod
+    def _rfc3339(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                return datetime.fromtimestamp(parse_ts(value.strip()), tz=UTC)
+            except TimestampError as exc:
+                raise ValueError(str(exc)) from None
+        return value
+
+    @field_validator("web_port", "console_port")
+    @classmethod
+    def _port(cls, value: int) -> int:
+        if not 1 <= value <= 65535:
+            raise ValueError(f"must be between 1 and 65535, got {value}")
+        return value
+
+    @field_validator("partitions")
+    @classmethod
+    def _partitions(cls, value: int) -> int:
+        if not 1 <= value <= 10_000:
+            raise ValueError(f"must be between 1 and 10000, got {value}")
+        return value
+
+    @field_validator("replication_factor", "min_insync_replicas")
+    @classmethod
+    def _replicas(cls, value: int | None) -> int | None:
+        if value is not None and not 1 <= value <= 32:
+            raise ValueError(f"must be between 1 and 32, got {value}")
+        return value
+
+    @field_validator("bank_timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"is not an IANA time zone name: {value!r}") from None
+        return value
+
+    @field_validator("max_event_skew_s", "allowed_lateness_s")
+    @classmethod
+    def _positive(cls, value: float) -> float:
+        if not value > 0:
+            raise ValueError(f"must be a positive number of seconds, got {value}")
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        if _ENV.get() is None:  # Settings(...): defaults and keywords only
+            return (init_settings,)
+        return (
+            init_settings,
+            _SecretFilesSource(settings_cls),
+            _MappingEnvSource(settings_cls, case_sensitive=False, env_prefix=ENV_PREFIX),
+        )
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Settings from ``env`` (default ``os.environ``); raises SettingsError naming the
+        variable."""
+        import os
+
+        mapping = dict(os.environ if env is None else env)
+        token = _ENV.set(mapping)
+        try:
+            return cls()
+        except ValidationError as exc:
+            raise SettingsError(_describe(exc, mapping)) from None
+        finally:
+            _ENV.reset(token)
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with ``changes`` applied and validated."""
+        try:
+            return type(self)(**{**self.model_dump(exclude_defaults=True), **changes})
+        except ValidationError as exc:
+            raise SettingsError(_describe(exc, {})) from None
+
+    def check_production(self) -> None:
+        """Refuse what is only fit for development unless ``dev_mode`` is set."""
+        if self.dev_mode:
+            return
+        if self.pseudonym_key in PLACEHOLDER_PSEUDONYM_KEYS:
+            raise SettingsError(
+                "PIPELINE_PSEUDONYM_KEY is empty or the documented placeholder; set a secret "
+                "key (or PIPELINE_PSEUDONYM_KEY_FILE), or PIPELINE_DEV_MODE=true for a demo"
+            )
 
     # -- topic names ---------------------------------------------------
     @property
@@ -56,6 +302,11 @@ class Settings:
         return f"{self.topic_prefix}alerts"
 
     @property
+    def ocsf_topic(self) -> str:
+        """OCSF Detection Findings, one per alert revision (contract v1.1)."""
+        return f"{self.topic_prefix}alerts.ocsf"
+
+    @property
     def dlq_topic(self) -> str:
         return f"{self.topic_prefix}access-events.dlq"
 
@@ -65,47 +316,30 @@ class Settings:
         return f"{self.app_id}-staff-feedback"
 
     @property
+    def peer_days_topic(self) -> str:
+        """Internal: each partition's daily peer statistics, read by every worker."""
+        return f"{self.app_id}-peer-days"
+
+    @property
+    def evidence_topic(self) -> str:
+        """Internal: the access events of each incident, for the alert store."""
+        return f"{self.app_id}-evidence"
+
+    @property
     def reference_topics(self) -> tuple[str, str, str]:
         return (self.staff_topic, self.assignments_topic, self.profiles_topic)
 
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        e = os.environ if env is None else env
-        d = cls()
-        return cls(
-            kafka_bootstrap=e.get("PIPELINE_KAFKA_BOOTSTRAP", d.kafka_bootstrap),
-            database_url=e.get("PIPELINE_DATABASE_URL", d.database_url),
-            topic_prefix=e.get("PIPELINE_TOPIC_PREFIX", d.topic_prefix),
-            app_id=e.get("PIPELINE_APP_ID", d.app_id),
-            web_port=_int(e, "PIPELINE_WEB_PORT", d.web_port, 1, 65535),
-            data_dir=Path(e.get("PIPELINE_DATA_DIR", str(d.data_dir))),
-            partitions=_int(e, "PIPELINE_PARTITIONS", d.partitions, 1, 10_000),
-            pseudonym_key=e.get("PIPELINE_PSEUDONYM_KEY", d.pseudonym_key),
-            raw_customer_ids=_bool(e, "PIPELINE_RAW_CUSTOMER_IDS", d.raw_customer_ids),
-            log_level=e.get("PIPELINE_LOG_LEVEL", d.log_level),
-        )
+    @property
+    def migration_url(self) -> str:
+        return self.migrate_database_url or self.database_url
 
 
-def _int(env: Mapping[str, str], name: str, default: int, lo: int, hi: int) -> int:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
-    if not lo <= value <= hi:
-        raise SettingsError(f"{name} must be between {lo} and {hi}, got {value}")
-    return value
-
-
-def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    low = raw.strip().lower()
-    if low in {"1", "true", "yes", "on"}:
-        return True
-    if low in {"0", "false", "no", "off"}:
-        return False
-    raise SettingsError(f"{name} must be true or false, got {raw!r}")
+def _describe(exc: ValidationError, env: Mapping[str, str]) -> str:
+    parts = []
+    for err in exc.errors():
+        name = str(err["loc"][0]) if err["loc"] else "?"
+        var = f"{ENV_PREFIX}{name.upper()}"
+        raw = env.get(var, err.get("input"))
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        parts.append(f"{var} {msg} (got {raw!r})")
+    return "; ".join(parts)

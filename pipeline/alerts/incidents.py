@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline.alerts.ids import Pseudonymizer, alert_id_for
+from pipeline.contract.records import Alert, Reason
 from pipeline.detect.signals import Signal
-from pipeline.records import Alert, Reason
 from pipeline.reference.state import Enriched
 from pipeline.timeutil import format_ts
 

@@ -29,10 +29,10 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from pipeline.contract.records import EXPORT_ACTIONS
 from pipeline.detect.catalogue import spec
 from pipeline.detect.shift import local_time, outside_shift
 from pipeline.detect.signals import Signal
-from pipeline.records import EXPORT_ACTIONS
 from pipeline.reference.state import Enriched
 
 WINDOW_S = 3600.0
@@ -171,7 +171,7 @@ class PeerBaselines:
     deployment, whose employees all lack history, habituates within hours
     instead of days). One per access partition (the peers are the staff of
     that partition), stored in the staff table under a key of that partition
-    (:mod:`pipeline.partitioning`), so it survives restarts and rebalances and
+    (:mod:`pipeline.broker.partitioning`), so it survives restarts and rebalances and
     does not depend on how partitions are spread over workers.
     """
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from pipeline.contract.records import EXPORT_ACTIONS
 from pipeline.detect.catalogue import spec
 from pipeline.detect.shift import local_time, outside_shift
 from pipeline.detect.signals import Signal
-from pipeline.records import EXPORT_ACTIONS
 from pipeline.reference.state import Enriched
 
 # Roles whose work is their own portfolio: unassigned access is the exception.

@@ -6,7 +6,7 @@ from datetime import datetime
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pipeline.records import DEFAULT_TIMEZONE
+from pipeline.contract.records import DEFAULT_TIMEZONE
 
 GRACE_MINUTES = 60
 

@@ -5,7 +5,7 @@ and return results; nothing here opens files or talks to Kafka
 (:mod:`pipeline.reference.publish` does).
 
 Every row becomes the contract's JSON object and is then *encoded and decoded*
-with :mod:`pipeline.decode`, so an export is accepted by exactly the rules the
+with :mod:`pipeline.contract.decode`, so an export is accepted by exactly the rules the
 worker applies to the topic. A row that the decoder refuses is a
 :class:`Rejected` carrying the decoder's error code, the file and the line.
 
@@ -39,13 +39,13 @@ from typing import Any, Final
 
 import orjson
 
-from pipeline.decode import (
+from pipeline.contract.decode import (
     DecodeError,
     decode_assignment,
     decode_customer_profile,
     decode_staff_record,
 )
-from pipeline.records import Assignment, CustomerProfile, StaffRecord
+from pipeline.contract.records import Assignment, CustomerProfile, StaffRecord
 
 KINDS: Final = ("staff", "assignments", "profiles")
 FORMATS: Final = ("csv", "jsonl")

@@ -39,6 +39,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.codec import has_lz4
 from aiokafka.errors import KafkaError
 
+from pipeline.broker.topics import ensure_topics
 from pipeline.errors import RetriableError
 from pipeline.reference.exports import (
     FORMATS,
@@ -54,7 +55,6 @@ from pipeline.reference.exports import (
     parse_jsonl,
 )
 from pipeline.settings import Settings
-from pipeline.topics import ensure_topics
 
 # Sends awaited together before the next chunk is handed to the producer.
 SEND_CHUNK: Final = 10_000

@@ -24,16 +24,16 @@ from collections.abc import Awaitable, Callable
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from pipeline.decode import (
+from pipeline.broker.topics import partition_counts
+from pipeline.contract.decode import (
     DecodeError,
     decode_assignment,
     decode_customer_profile,
     decode_staff_record,
 )
-from pipeline.metrics import Metrics
+from pipeline.observability.metrics import Metrics
 from pipeline.reference.state import ReferenceState
 from pipeline.settings import Settings
-from pipeline.topics import partition_counts
 
 log = logging.getLogger(__name__)
 

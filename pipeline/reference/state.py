@@ -40,7 +40,7 @@ import math
 from bisect import bisect_right
 from dataclasses import dataclass
 
-from pipeline.records import (
+from pipeline.contract.records import (
     DEFAULT_TIMEZONE,
     AccessEvent,
     Assignment,

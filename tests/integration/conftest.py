@@ -15,9 +15,9 @@ import asyncpg
 import pytest
 from aiokafka import AIOKafkaProducer
 
+from pipeline.broker.topics import ensure_topics
 from pipeline.settings import Settings
-from pipeline.topics import ensure_topics
-from pipeline.workers import WorkerProcess
+from simbank.workers import WorkerProcess
 from tests.integration.kit import BOOTSTRAP, DATABASE_URL, PARTITIONS, free_port, reachable
 
 

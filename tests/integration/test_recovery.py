@@ -9,12 +9,12 @@ import orjson
 from aiokafka import AIOKafkaProducer
 
 from pipeline.alerts.ids import Pseudonymizer
-from pipeline.decode import decode_access_event
-from pipeline.engine import Engine, StaffStore
+from pipeline.contract.decode import decode_access_event
+from pipeline.core.engine import Engine, StaffStore
 from pipeline.reference.reader import apply_reference_record
 from pipeline.reference.state import ReferenceState
 from pipeline.settings import Settings
-from pipeline.workers import WorkerProcess
+from simbank.workers import WorkerProcess
 from tests.integration.kit import free_port, read_topic, send_json, wait_for
 
 STAFF = [f"S{i:02d}" for i in range(1, 13)]

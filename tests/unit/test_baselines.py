@@ -6,11 +6,11 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline.evaluate.baselines import halfspacetrees, hst_features, naive_rules
-from pipeline.evaluate.score import score
-from pipeline.records import AccessEvent, Assignment, CustomerProfile, StaffRecord
+from pipeline.contract.records import AccessEvent, Assignment, CustomerProfile, StaffRecord
 from pipeline.reference.state import Enriched, ReferenceState
 from pipeline.timeutil import parse_ts
+from simbank.evaluate.baselines import halfspacetrees, hst_features, naive_rules
+from simbank.evaluate.score import score
 
 EPOCH0 = parse_ts("2026-01-01T00:00:00+08:00")
 

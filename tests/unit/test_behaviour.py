@@ -7,6 +7,7 @@ import math
 
 import pytest
 
+from pipeline.contract.records import AccessEvent
 from pipeline.detect.behaviour import (
     BASELINE_ALPHA,
     BULK_LEVELS,
@@ -27,7 +28,6 @@ from pipeline.detect.behaviour import (
 )
 from pipeline.detect.catalogue import spec
 from pipeline.detect.signals import Signal
-from pipeline.records import AccessEvent
 from pipeline.reference.state import Enriched
 from pipeline.timeutil import parse_ts
 

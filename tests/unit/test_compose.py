@@ -86,7 +86,7 @@ def test_worker_and_simulator_point_at_compose_services(
 def test_commands(services: dict[str, dict[str, Any]]) -> None:
     assert _command(services["worker"]["command"]) == ["pipeline", "worker"]
     assert _command(services["simulator"]["command"]) == [
-        "pipeline",
+        "simbank",
         "simulate",
         "--output",
         "kafka",

@@ -1,5 +1,5 @@
 # mypy: disable-error-code="import-untyped"
-"""pipeline.decode: error codes, defaults, timestamps and dead letters."""
+"""pipeline.contract.decode: error codes, defaults, timestamps and dead letters."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import orjson
 import pytest
 from jsonschema import Draft202012Validator
 
-from pipeline.decode import (
+from pipeline.contract.decode import (
     ERROR_CODES,
     MAX_VALUE_BYTES,
     DecodeError,
@@ -24,8 +24,8 @@ from pipeline.decode import (
     decode_feedback,
     decode_staff_record,
 )
+from pipeline.contract.records import AccessEvent, Assignment, StaffRecord
 from pipeline.errors import PoisonError
-from pipeline.records import AccessEvent, Assignment, StaffRecord
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
 

@@ -29,8 +29,8 @@ from jsonschema.exceptions import ValidationError
 from jsonschema.protocols import Validator
 from jsonschema.validators import extend
 
-from pipeline import records
-from pipeline.decode import (
+from pipeline.contract import records
+from pipeline.contract.decode import (
     DecodeError,
     decode_access_event,
     decode_assignment,

@@ -1,4 +1,4 @@
-"""Docstring examples in pipeline modules run as tests."""
+"""Docstring examples in pipeline and simbank modules run as tests."""
 
 from __future__ import annotations
 
@@ -9,20 +9,22 @@ from pathlib import Path
 import pytest
 
 import pipeline
+import simbank
 
-PACKAGE_DIR = Path(pipeline.__file__).resolve().parent
+PACKAGES = [Path(pkg.__file__).resolve().parent for pkg in (pipeline, simbank)]
 
 
-def _module_name(path: Path) -> str:
-    parts = path.relative_to(PACKAGE_DIR).with_suffix("").parts
+def _module_name(root: Path, path: Path) -> str:
+    parts = path.relative_to(root).with_suffix("").parts
     if parts[-1] == "__init__":
         parts = parts[:-1]
-    return ".".join(("pipeline", *parts))
+    return ".".join((root.name, *parts))
 
 
 MODULES = sorted(
-    _module_name(path)
-    for path in PACKAGE_DIR.rglob("*.py")
+    _module_name(root, path)
+    for root in PACKAGES
+    for path in root.rglob("*.py")
     if ">>> " in path.read_text(encoding="utf-8")
 )
 

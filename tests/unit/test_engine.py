@@ -10,11 +10,11 @@ import pytest
 
 from pipeline.alerts.ids import Pseudonymizer, alert_id_for
 from pipeline.alerts.incidents import RiskConfig
+from pipeline.broker.partitioning import key_for_partition
+from pipeline.contract.records import AccessEvent, Alert, Assignment, StaffRecord
+from pipeline.core.engine import Engine, StaffStore
 from pipeline.detect.behaviour import FEEDBACK_FACTOR
 from pipeline.detect.catalogue import CATALOGUE
-from pipeline.engine import Engine, StaffStore
-from pipeline.partitioning import key_for_partition
-from pipeline.records import AccessEvent, Alert, Assignment, StaffRecord
 from pipeline.reference.state import ReferenceState
 from pipeline.timeutil import parse_ts
 

@@ -11,7 +11,7 @@ import orjson
 import pytest
 from aiokafka.errors import KafkaError
 
-from pipeline.decode import decode_assignment, decode_customer_profile, decode_staff_record
+from pipeline.contract.decode import decode_assignment, decode_customer_profile, decode_staff_record
 from pipeline.reference import publish
 from pipeline.reference.exports import (
     MALFORMED_ROW,

@@ -21,8 +21,8 @@ from pipeline.alerts.incidents import (
     RiskConfig,
     StaffRisk,
 )
+from pipeline.contract.records import SEVERITIES, AccessEvent, Alert, StaffRecord
 from pipeline.detect.signals import Signal
-from pipeline.records import SEVERITIES, AccessEvent, Alert, StaffRecord
 from pipeline.reference.state import ReferenceState
 from pipeline.timeutil import format_ts, parse_ts
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from pipeline.metrics import Metrics, worker_metrics
+from pipeline.observability.metrics import Metrics, worker_metrics
 
 # One sample line: name, optional {labels}, value.
 SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})? (\S+)$")

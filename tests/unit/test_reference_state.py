@@ -8,9 +8,15 @@ from typing import Any
 import orjson
 import pytest
 
-from pipeline.decode import DecodeError
-from pipeline.records import SEGMENTS, SENSITIVITIES, AccessEvent, Assignment, CustomerProfile
-from pipeline.records import StaffRecord as Staff
+from pipeline.contract.decode import DecodeError
+from pipeline.contract.records import (
+    SEGMENTS,
+    SENSITIVITIES,
+    AccessEvent,
+    Assignment,
+    CustomerProfile,
+)
+from pipeline.contract.records import StaffRecord as Staff
 from pipeline.reference.reader import apply_reference_record
 from pipeline.reference.state import Enriched, ReferenceState
 from pipeline.timeutil import format_ts, parse_ts

@@ -6,11 +6,7 @@ from collections.abc import Callable
 
 import pytest
 
-from pipeline.detect import rules
-from pipeline.detect.catalogue import CATALOGUE, spec
-from pipeline.detect.rules import RULES, evaluate_rules
-from pipeline.detect.signals import Signal
-from pipeline.records import (
+from pipeline.contract.records import (
     ACTIONS,
     ROLES,
     AccessEvent,
@@ -18,6 +14,10 @@ from pipeline.records import (
     CustomerProfile,
     StaffRecord,
 )
+from pipeline.detect import rules
+from pipeline.detect.catalogue import CATALOGUE, spec
+from pipeline.detect.rules import RULES, evaluate_rules
+from pipeline.detect.signals import Signal
 from pipeline.reference.state import Enriched, ReferenceState
 from pipeline.timeutil import parse_ts
 

@@ -16,8 +16,8 @@ from jsonschema.exceptions import ValidationError
 from jsonschema.protocols import Validator
 from jsonschema.validators import extend
 
-from pipeline import records
-from pipeline.decode import ERROR_CODES
+from pipeline.contract import records
+from pipeline.contract.decode import ERROR_CODES
 from pipeline.timeutil import RFC3339_PATTERN
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"

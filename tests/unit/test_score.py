@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from pipeline.evaluate.report import format_console, write_report
-from pipeline.evaluate.score import Scorecard, score
 from pipeline.timeutil import format_ts
+from simbank.evaluate.report import format_console, write_report
+from simbank.evaluate.score import Scorecard, score
 
 T0 = 1_772_415_000.0  # 2026-03-02T01:30:00Z
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from pipeline.settings import Settings, SettingsError
 
@@ -135,5 +136,5 @@ def test_topic_names_use_the_prefix(prefix: str) -> None:
 
 def test_settings_are_immutable() -> None:
     s = Settings()
-    with pytest.raises(AttributeError):
+    with pytest.raises(ValidationError, match="frozen"):
         s.topic_prefix = "other."  # type: ignore[misc]

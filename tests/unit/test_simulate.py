@@ -16,12 +16,12 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 
-from pipeline.simulate import Incident, SimConfig, Simulation, generate
-from pipeline.simulate import cli as sim_cli
-from pipeline.simulate.config import ConfigError
-from pipeline.simulate.labels import BENIGN_KINDS, MALICIOUS_KINDS
-from pipeline.simulate.output import read_jsonl, write_jsonl
 from pipeline.timeutil import parse_ts
+from simbank.simulate import Incident, SimConfig, Simulation, generate
+from simbank.simulate import cli as sim_cli
+from simbank.simulate.config import ConfigError
+from simbank.simulate.labels import BENIGN_KINDS, MALICIOUS_KINDS
+from simbank.simulate.output import read_jsonl, write_jsonl
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
 SMALL = SimConfig(seed=3, branches=3, staff=60, customers=3000, days=14)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from pipeline.broker.topics import REFERENCE_HISTORY_DAYS, contract_topics
 from pipeline.settings import Settings
-from pipeline.topics import REFERENCE_HISTORY_DAYS, contract_topics
 
 
 def test_every_contract_topic_with_its_cleanup_policy() -> None:

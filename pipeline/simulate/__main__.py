@@ -1,3 +1,0 @@
-from pipeline.simulate.cli import main
-
-raise SystemExit(main())

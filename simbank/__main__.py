@@ -1,0 +1,3 @@
+from simbank.cli import main
+
+raise SystemExit(main())

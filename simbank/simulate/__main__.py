@@ -1,0 +1,3 @@
+from simbank.simulate.cli import main
+
+raise SystemExit(main())
