@@ -181,6 +181,8 @@ class Settings(BaseSettings):
     @field_validator("learn_until", mode="before")
     @classmethod
     def _rfc3339(cls, value: Any) -> Any:
+        if value == "":
+            raise PydanticUseDefault()
         if isinstance(value, str):
             try:
                 return datetime.fromtimestamp(parse_ts(value.strip()), tz=UTC)

@@ -9,25 +9,28 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from datetime import datetime
 from pathlib import Path
 
 from pipeline.settings import Settings
 
 
 def worker_env(s: Settings, web_port: int | None = None) -> dict[str, str]:
+    """The environment of a worker process: this process's, with every setting of ``s``."""
     env = dict(os.environ)
-    env.update(
-        PIPELINE_KAFKA_BOOTSTRAP=s.kafka_bootstrap,
-        PIPELINE_DATABASE_URL=s.database_url,
-        PIPELINE_TOPIC_PREFIX=s.topic_prefix,
-        PIPELINE_APP_ID=s.app_id,
-        PIPELINE_WEB_PORT=str(web_port or s.web_port),
-        PIPELINE_DATA_DIR=str(s.data_dir),
-        PIPELINE_PARTITIONS=str(s.partitions),
-        PIPELINE_PSEUDONYM_KEY=s.pseudonym_key,
-        PIPELINE_RAW_CUSTOMER_IDS="true" if s.raw_customer_ids else "false",
-        PIPELINE_LOG_LEVEL=s.log_level,
-    )
+    for name, value in s.model_dump().items():
+        var = f"PIPELINE_{name.upper()}"
+        env.pop(f"{var}_FILE", None)
+        if value is None:
+            env[var] = ""
+        elif isinstance(value, bool):
+            env[var] = "true" if value else "false"
+        elif isinstance(value, datetime):
+            env[var] = value.isoformat()
+        else:
+            env[var] = str(value)
+    if web_port is not None:
+        env["PIPELINE_WEB_PORT"] = str(web_port)
     return env
 
 
