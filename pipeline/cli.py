@@ -18,6 +18,7 @@ SUBCOMMANDS = {
     "worker": ("pipeline.cli", "start a worker (settings from PIPELINE_* variables)"),
     "migrate": ("pipeline.cli", "create or migrate the Postgres schema"),
     "create-topics": ("pipeline.cli", "create the contract's topics if missing"),
+    "schemas": ("pipeline.contract.schemas", "generate or check schemas/*.schema.json"),
     "publish-reference": ("pipeline.reference.publish", "load HR/CRM exports onto the topics"),
 }
 

@@ -110,7 +110,7 @@ async def _follow_alerts(
     await consumer.start()
     alerts: list[dict[str, Any]] = []
     try:
-        n = (await partition_counts(s.kafka_bootstrap, [s.alerts_topic]))[s.alerts_topic]
+        n = (await partition_counts(s, [s.alerts_topic]))[s.alerts_topic]
         tps = [TopicPartition(s.alerts_topic, p) for p in range(n)]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)

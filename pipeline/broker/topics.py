@@ -26,6 +26,15 @@ COMPACT = {
 }
 
 
+# The peer statistics: one record per partition and bank day, read whole by
+# every worker at start; kept 45 days (wall time), more than the 28-day window.
+PEER_DAYS = {
+    "cleanup.policy": "compact,delete",
+    "retention.ms": str(45 * 86_400_000),
+    "max.message.bytes": str(8 * 1024 * 1024),
+}
+
+
 def contract_topics(settings: Settings) -> dict[str, dict[str, str]]:
     """Topic name -> config for every topic of the contract."""
     return {
@@ -35,7 +44,17 @@ def contract_topics(settings: Settings) -> dict[str, dict[str, str]]:
         settings.profiles_topic: COMPACT,
         settings.feedback_topic: DELETE,
         settings.alerts_topic: DELETE,
+        settings.ocsf_topic: DELETE,
         settings.dlq_topic: DELETE,
+    }
+
+
+def internal_topics(settings: Settings) -> dict[str, tuple[int | None, dict[str, str]]]:
+    """The worker's own topics: name -> (partitions, None = PIPELINE_PARTITIONS; config)."""
+    return {
+        settings.staff_feedback_topic: (None, DELETE),
+        settings.evidence_topic: (None, DELETE),
+        settings.peer_days_topic: (1, PEER_DAYS),
     }
 
 
@@ -54,16 +73,27 @@ async def ensure_topics(
         raise RetriableError(f"cannot reach Kafka at {settings.kafka_bootstrap}: {exc}") from exc
     try:
         existing = set(await admin.list_topics())
-        wanted = contract_topics(settings)
-        # The worker's own internal topic, created before its consumer subscribes
-        # (a topic created later is only seen at the next metadata refresh).
-        wanted[settings.staff_feedback_topic] = DELETE
-        if replay:
-            wanted[settings.access_topic] = {**DELETE, "retention.ms": "-1"}
         n = partitions or settings.partitions
+        wanted: dict[str, tuple[int, dict[str, str]]] = {
+            name: (n, cfg) for name, cfg in contract_topics(settings).items()
+        }
+        # The worker's internal topics, created before its consumer subscribes
+        # (a topic created later is only seen at the next metadata refresh).
+        for name, (count, cfg) in internal_topics(settings).items():
+            wanted[name] = (count or n, cfg)
+        if replay:
+            wanted[settings.access_topic] = (n, {**DELETE, "retention.ms": "-1"})
+        extra = {}
+        if settings.min_insync_replicas:
+            extra["min.insync.replicas"] = str(settings.min_insync_replicas)
         new = [
-            NewTopic(name=name, num_partitions=n, replication_factor=1, topic_configs=cfg)
-            for name, cfg in wanted.items()
+            NewTopic(
+                name=name,
+                num_partitions=count,
+                replication_factor=settings.replication_factor,
+                topic_configs={**cfg, **extra},
+            )
+            for name, (count, cfg) in wanted.items()
             if name not in existing
         ]
         created: list[str] = []
@@ -80,13 +110,13 @@ async def ensure_topics(
         await admin.close()
 
 
-async def partition_counts(bootstrap: str, topics: list[str]) -> dict[str, int]:
+async def partition_counts(settings: Settings, topics: list[str]) -> dict[str, int]:
     """Partition count per topic (0 when the topic does not exist)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
     try:
         await admin.start()
     except KafkaConnectionError as exc:
-        raise RetriableError(f"cannot reach Kafka at {bootstrap}: {exc}") from exc
+        raise RetriableError(f"cannot reach Kafka at {settings.kafka_bootstrap}: {exc}") from exc
     try:
         described = await admin.describe_topics(topics)
     finally:

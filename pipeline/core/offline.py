@@ -3,15 +3,17 @@
 Inputs are the bytes a topic would carry, so a caller needs nothing of the
 pipeline but the contract: reference records as ``(topic suffix, key, value)``
 with the suffix one of ``staff-directory``, ``staff-assignments``,
-``customer-profiles``; access events as ``(key, value)``; analyst verdicts
-as AlertFeedback values returned by ``triage``. The same core as the worker
-runs, with the same placement of events on partitions (Kafka's default
-partitioner over the key), so the alerts are the worker's.
+``customer-profiles``; access events as ``(key, value)`` in publication
+order; analyst verdicts as AlertFeedback values returned by ``triage``. The
+same :class:`~pipeline.core.engine.Core` as the worker runs, with the same
+placement of events on partitions (Kafka's default partitioner over the
+key), so the alerts are the worker's (ids, revisions, event ids).
 
 ``triage(day, alerts)`` is called after each bank day (local date in
-``settings.bank_timezone``) with the alert revisions emitted that day; the
-AlertFeedback values it returns are applied before the next day, as an
-analyst's daily triage through the feedback topic would be.
+``settings.bank_timezone``, as ``YYYY-MM-DD``) with the alert revisions
+emitted while that day's accesses were processed; the AlertFeedback values
+it returns are applied before the next day, as an analyst's daily triage
+through the feedback topic would be.
 """
 
 from __future__ import annotations
@@ -19,19 +21,17 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo
+
+import msgspec
 
 from pipeline.alerts.ids import Pseudonymizer
 from pipeline.broker.partitioning import partition_for
-from pipeline.contract.decode import (
-    DecodeError,
-    dead_letter,
-    decode_access_event,
-    decode_feedback,
-)
-from pipeline.core.engine import Engine, StaffStore
+from pipeline.contract.decode import DecodeError, dead_letter, decode_access_event, decode_feedback
+from pipeline.core.calendar import Calendar, calendar
+from pipeline.core.engine import Core, CoreConfig, Inbound, Outbox
+from pipeline.core.store import Store
+from pipeline.peers.book import PeerBook
 from pipeline.reference.reader import apply_reference_record
 from pipeline.reference.state import ReferenceState
 from pipeline.settings import Settings
@@ -41,7 +41,6 @@ REFERENCE_KINDS = {
     "staff-assignments": "assignment",
     "customer-profiles": "profile",
 }
-BENIGN_VERDICTS = frozenset({"false_positive", "benign_true_positive"})
 
 Triage = Callable[[str, list[dict[str, Any]]], list[bytes]]
 
@@ -49,9 +48,11 @@ Triage = Callable[[str, list[dict[str, Any]]], list[bytes]]
 @dataclass
 class OfflineRun:
     alerts: list[dict[str, Any]] = field(default_factory=list)  # every revision, in order
+    evidence: list[dict[str, Any]] = field(default_factory=list)
     dead_letters: list[dict[str, Any]] = field(default_factory=list)
     feedback_applied: int = 0
-    seconds: float = 0.0  # CPU-bound wall time of the core (decode included)
+    seconds: float = 0.0  # wall time of the core (decode included)
+    core: Core | None = None
 
 
 def load_reference(
@@ -60,12 +61,57 @@ def load_reference(
     state = ReferenceState()
     rejects: list[dict[str, Any]] = []
     for i, (suffix, key, value) in enumerate(records):
-        kind = REFERENCE_KINDS[suffix]
         try:
-            apply_reference_record(state, kind, key, value)
+            apply_reference_record(state, REFERENCE_KINDS[suffix], key, value)
         except DecodeError as err:
-            rejects.append(dead_letter(value, key, suffix, 0, i, err, 0.0))
+            rejects.append(msgspec.to_builtins(dead_letter(value, key, suffix, 0, i, err, 0.0)))
     return state, rejects
+
+
+def core_config(settings: Settings) -> CoreConfig:
+    return CoreConfig(
+        partitions=settings.partitions,
+        topic=settings.access_topic,
+        namespace=settings.app_id,
+        bank_timezone=settings.bank_timezone,
+        learn_until=settings.learn_until.timestamp() if settings.learn_until else None,
+        max_event_skew_s=settings.max_event_skew_s,
+        allowed_lateness_s=settings.allowed_lateness_s,
+    )
+
+
+def new_core(reference: ReferenceState, settings: Settings) -> Core:
+    """A core holding every partition, with dict-backed state."""
+    return Core(
+        reference,
+        core_config(settings),
+        Store({}, settings.partitions),
+        PeerBook(settings.partitions),
+        Pseudonymizer(settings.pseudonym_key, raw=settings.raw_customer_ids),
+    )
+
+
+class _Collector:
+    def __init__(self, run: OfflineRun) -> None:
+        self.run = run
+        self.owners: dict[str, tuple[str, int, list[str]]] = {}
+        self.day_alerts: list[dict[str, Any]] = []
+
+    def take(self, out: Outbox, partitions: int) -> None:
+        for a in out.alerts:
+            alert = msgspec.to_builtins(a.emitted.alert)
+            part = partition_for(a.staff_id.encode(), partitions)
+            self.owners[alert["alert_id"]] = (
+                a.staff_id,
+                part,
+                [r["code"] for r in alert["reasons"]],
+            )
+            self.run.alerts.append(alert)
+            self.day_alerts.append(alert)
+            for ev in a.emitted.evidence:
+                self.run.evidence.append({"alert_id": alert["alert_id"], "event_id": ev.event_id})
+        for dl, _ in out.dead_letters:
+            self.run.dead_letters.append(msgspec.to_builtins(dl))
 
 
 def run_offline(
@@ -73,75 +119,68 @@ def run_offline(
     accesses: Iterable[tuple[bytes | None, bytes | None]],
     settings: Settings,
     triage: Triage | None = None,
-    batch: int = 1000,
+    batch: int = 2000,
 ) -> OfflineRun:
     state, rejects = load_reference(reference)
-    engine = Engine(
-        state,
-        Pseudonymizer(settings.pseudonym_key, raw=settings.raw_customer_ids),
-        StaffStore(partitions=settings.partitions),
-        namespace=settings.app_id,
-    )
-    zone = ZoneInfo(settings.bank_timezone)
-    run = OfflineRun(dead_letters=rejects)
-    owners: dict[str, tuple[str, list[str]]] = {}
-    day_alerts: list[dict[str, Any]] = []
-    current_day = ""
-    pending: list[tuple[bytes | None, bytes | None, int]] = []
+    core = new_core(state, settings)
+    run = OfflineRun(dead_letters=rejects, core=core)
+    collect = _Collector(run)
+    cal = calendar(settings.bank_timezone)
+    offsets = [0] * settings.partitions
     started = time.perf_counter()
+    current_day: int | None = None
+    pending: list[Inbound] = []
 
     def flush() -> None:
-        events = []
-        parts = []
-        for key, value, offset in pending:
-            try:
-                ev = decode_access_event(value)
-            except DecodeError as err:
-                run.dead_letters.append(dead_letter(value, key, "access-events", 0, offset, err, 0))
-                continue
-            events.append(ev)
-            parts.append(partition_for(ev.staff_id.encode(), settings.partitions))
+        core.offer(pending)
         pending.clear()
-        for a in engine.process_batch(events, parts):
-            out = a.to_json()
-            owners[out["alert_id"]] = (out["staff_id"], [r["code"] for r in out["reasons"]])
-            run.alerts.append(out)
-            day_alerts.append(out)
-        engine.store.flush()
+        collect.take(core.drain(), settings.partitions)
+        core.store.flush()
 
-    for offset, (key, value) in enumerate(accesses):
-        if triage is not None and value is not None:
-            try:
-                day = _day(decode_access_event(value).occurred_at, zone)
-            except DecodeError:
-                day = current_day
-            if day != current_day:
-                flush()
-                if current_day:
-                    run.feedback_applied += _apply(engine, owners, triage(current_day, day_alerts))
-                day_alerts = []
+    def end_day(day: int) -> None:
+        assert triage is not None
+        flush()
+        alerts, collect.day_alerts = collect.day_alerts, []
+        run.feedback_applied += _apply(core, collect, triage(_label(day), alerts))
+
+    for key, value in accesses:
+        p = partition_for(key, settings.partitions) if key is not None else 0
+        if triage is not None:
+            day = _day_of(value, cal)
+            if day is not None and current_day is not None and day > current_day:
+                end_day(current_day)
+            if day is not None and (current_day is None or day > current_day):
                 current_day = day
-        pending.append((key, value, offset))
+        pending.append(Inbound(p, offsets[p], key, value))
+        offsets[p] += 1
         if len(pending) >= batch:
             flush()
     flush()
-    if triage is not None and current_day:
-        run.feedback_applied += _apply(engine, owners, triage(current_day, day_alerts))
+    if triage is not None and current_day is not None:
+        end_day(current_day)
     run.seconds = time.perf_counter() - started
     return run
 
 
-def _day(epoch: float, zone: ZoneInfo) -> str:
-    return datetime.fromtimestamp(epoch, zone).strftime("%Y-%m-%d")
+def _label(day: int) -> str:
+    return Calendar.day_label(day)
 
 
-def _apply(engine: Engine, owners: dict[str, tuple[str, list[str]]], values: list[bytes]) -> int:
+def _day_of(value: bytes | None, cal: Calendar) -> int | None:
+    try:
+        return cal.day(decode_access_event(value).occurred_at.timestamp())
+    except DecodeError:
+        return None
+
+
+def _apply(core: Core, collect: _Collector, values: list[bytes]) -> int:
     applied = 0
     for raw in values:
         fb = decode_feedback(raw)
-        owner = owners.get(fb.alert_id)
-        if owner is not None and fb.verdict in BENIGN_VERDICTS:
-            engine.apply_feedback(owner[0], owner[1])
+        owner = collect.owners.get(fb.alert_id)
+        if owner is not None and core.apply_feedback(
+            owner[0], owner[1], fb.alert_id, fb.verdict, owner[2]
+        ):
             applied += 1
-    engine.store.flush()
+    core.store.flush()
     return applied

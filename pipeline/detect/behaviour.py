@@ -1,242 +1,230 @@
-"""Per-employee behaviour in event time: windows, first-seen memory, daily baselines.
+"""Per-employee behaviour in event time: daily counts against usual counts, windows, novelty.
 
-Pure and synchronous. :class:`Behaviour` is part of the per-employee state in
-the ``staff-risk`` table (JSON, never pickle); what it costs is bounded:
-the 1-hour window holds at most ``WINDOW_CAP`` customers, the first-seen
-memory at most ``FIRST_SEEN_CAP`` entries (oldest forgotten first), the
-daily baselines a handful of floats per reason code.
+Pure and synchronous. :class:`Behaviour` is part of the per-employee state
+(``pipeline.core.state``, msgpack, never pickle); every collection in it has
+a bound, named below.
 
-* **Sliding window** (1 h, event time): distinct unassigned customers and
-  exported records; ``bulk_access`` fires when the count passes a level
-  (``BULK_LEVELS``) above the employee's usual hourly peak, once per level.
-* **First seen**: a branch, terminal, /24 network, channel or action never
-  seen for this employee within ``FIRST_SEEN_HORIZON_S``. Only counted once
-  the employee has history (``MIN_HISTORY``), so a new hire is not flooded.
-* **Habituation**: every reason code's daily count feeds an exponentially
-  weighted mean per employee; the weight of a signal is scaled by
-  ``k / (k + usual daily count)``, so what someone does every day weighs
-  little and what they never do weighs fully. Until an employee has
-  ``MIN_DAYS`` days of history, the usual count is their peer group's
-  (:class:`PeerBaselines`, same role). Signals of accesses that joined an
-  open incident are not counted (we do not learn from what was flagged).
-* **Feedback**: an analyst's ``false_positive`` or ``benign_true_positive``
-  halves the weight of the alert's reason codes for that employee.
+* **Soft signals judged by improbability.** For every soft reason code
+  (catalogue family ``soft``) the employee's count *today* (bank day) is
+  compared with the count they and their peers usually have per day: the
+  employee's own exponentially weighted daily mean and variance (memory
+  ~``1/BASELINE_ALPHA`` active days), shrunk towards their peer group's
+  (``PRIOR_DAYS`` pseudo-days; the role-at-branch group when it has
+  ``MIN_PEER_STAFF_DAYS`` staff-days in the peer window, else the role, else
+  the catalogue's prior). The n-th occurrence adds ``weight x (S(n) - S(n-1))``
+  risk, where ``S(n) = -log10 P(N ≥ n)`` (:mod:`pipeline.detect.surprise`):
+  what someone does every day adds nothing, the first unusual excess adds
+  a little, a day far beyond the usual adds a lot.
+* **Volume.** Distinct unassigned customers within a sliding hour
+  (``WINDOW_S``, at most ``WINDOW_CAP``) against the usual hourly peak
+  (``bulk_access``, from ``BULK_MIN`` customers on); exported or printed
+  records within the hour against the usual daily exports (``export_volume``).
+* **Novelty.** A branch, terminal, /24 network, channel or action not used
+  within ``FIRST_SEEN_HORIZON_S`` (at most ``FIRST_SEEN_CAP`` remembered) is a
+  ``first_seen`` occurrence, counted like any soft code, once the employee
+  has ``MIN_HISTORY`` accesses.
+* **Learning.** Baselines learn from completed days; occurrences that joined
+  an open incident are not learned (nothing is learned from what was flagged).
+* **Peers.** Each completed day leaves a :class:`DaySummary` (at most
+  ``HISTORY_DAYS``), from which the partition's owner publishes the day's peer
+  statistics (``pipeline.peers``); hourly feature samples feed the group model.
+* **Feedback.** A benign verdict halves the weight of the alert's soft,
+  volume and model codes for that employee, at most once per alert
+  (``FEEDBACK_IDS`` remembered), never below ``FEEDBACK_FLOOR``; policy codes
+  are never muted. A true-positive verdict restores them.
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field
-from typing import Any
+import hashlib
+from typing import Final
+
+from msgspec import Struct, field
 
 from pipeline.contract.records import EXPORT_ACTIONS
-from pipeline.detect.catalogue import spec
-from pipeline.detect.shift import local_time, outside_shift
+from pipeline.detect.catalogue import CATALOGUE, POLICY_CODES, SOFT_CODES, spec
 from pipeline.detect.signals import Signal
+from pipeline.detect.surprise import Baseline, blend, surprise
+from pipeline.peers.book import PeerView
+from pipeline.peers.days import group_keys
 from pipeline.reference.state import Enriched
 
-WINDOW_S = 3600.0
-WINDOW_CAP = 2000
-FIRST_SEEN_HORIZON_S = 30 * 86400.0
-FIRST_SEEN_CAP = 300
-MIN_HISTORY = 200
-MIN_DAYS = 3
-HABITUATION_K = 2.0
-BASELINE_ALPHA = 0.2  # weight of the newest day in the daily means
-BULK_LEVELS = (15, 30, 60, 120, 240, 480)
-EXPORT_RECORDS_FLOOR = 500
-FEEDBACK_FACTOR = 0.5
-ROLES_EXEMPT_FROM_BULK = frozenset({"operations"})
-RECENT_CAP = 1000
-RECENT_UNASSIGNED, RECENT_OTHER_BRANCH, RECENT_SENSITIVE, RECENT_OFF_SHIFT, RECENT_DENIED = (
-    1,
-    2,
-    4,
-    8,
-    16,
+WINDOW_S: Final = 3600.0
+WINDOW_CAP: Final = 2000
+FIRST_SEEN_HORIZON_S: Final = 30 * 86400.0
+FIRST_SEEN_CAP: Final = 300
+MIN_HISTORY: Final = 200
+BASELINE_ALPHA: Final = 0.1
+PRIOR_DAYS: Final = 3.0
+MIN_PEER_STAFF_DAYS: Final = 20
+RECENT_CAP: Final = 1000
+EXPORTS_CAP: Final = 500
+SAMPLES_CAP: Final = 24
+HISTORY_DAYS: Final = 3
+BULK_MIN: Final = 10
+EXPORT_FLOOR: Final = 500.0
+EXPORT_FACTOR: Final = 5.0
+FEEDBACK_FACTOR: Final = 0.5
+FEEDBACK_FLOOR: Final = 0.25
+FEEDBACK_IDS: Final = 200
+MODEL_EVERY_S: Final = 600.0
+ROLES_EXEMPT_FROM_VOLUME: Final = frozenset({"operations"})
+PEAK: Final = "_peak"  # baseline key of the daily peak of unassigned customers per hour
+EXPORTS: Final = "_exports"  # baseline key of the daily exported records
+PEAK_PRIOR: Final = 4.0
+EXPORTS_PRIOR: Final = 100.0
+
+# Flags of a recent access (bits).
+UNASSIGNED, OTHER_BRANCH, SENSITIVE, OFF_SHIFT, DENIED = 1, 2, 4, 8, 16
+FEATURES: Final = (
+    "events",
+    "distinct_customers",
+    "unassigned_customers",
+    "other_branch_customers",
+    "sensitive_customers",
+    "exported_records",
+    "off_shift_events",
+    "denied_events",
 )
-MODEL_EVERY_S = 600.0  # score an employee's hour at most this often (event time)
-# Prior usual daily counts per role, for a deployment that has seen no one yet:
-# what the role's work itself implies (tellers serve walk-ins from any branch and
-# print statements for them). Learned peer and personal means replace them.
-ROLE_PRIORS: dict[str, dict[str, float]] = {
-    "teller": {
-        "_hourly_peak": 20.0,
-        "other_branch_customer_access": 5.0,
-        "sensitive_customer_access": 1.0,
-        "statement_export_unassigned": 2.0,
-    },
-    "customer_manager": {"unassigned_customer_access": 2.0},
-    "loan_officer": {"unassigned_customer_access": 1.0},
-    "branch_manager": {"other_branch_customer_access": 1.0},
-}
 
 
-@dataclass(slots=True)
-class Behaviour:
-    # 1-hour window of unassigned customers: customer -> last access time
+class Recent(Struct, array_like=True, gc=False):
+    at: float
+    customer: str
+    flags: int
+    records: float
+
+
+class ExportMark(Struct, array_like=True, gc=False):
+    at: float
+    records: float
+
+
+class HourSample(Struct, array_like=True, gc=False):
+    hour: int  # UTC hour number of the window's end
+    x: list[float]
+
+
+class Expect(Struct, array_like=True, gc=False):
+    """Today's usual count of one code: blended mean and variance, own and peer means."""
+
+    mean: float
+    var: float
+    own: float
+    peer: float
+
+
+class DaySummary(Struct, gc=False):
+    """One completed (or current) bank day of one employee, for the peer statistics."""
+
+    day: int
+    groups: list[str]
+    counts: dict[str, float]  # soft codes (unflagged), PEAK, EXPORTS
+    samples: list[HourSample]
+
+
+class Behaviour(Struct, gc=False):
+    day: int = -1
+    groups: list[str] = field(default_factory=list)
+    counts: dict[str, float] = field(default_factory=dict)  # today, unflagged (learned)
+    seen: dict[str, int] = field(default_factory=dict)  # today, all (judged)
+    spent: dict[str, float] = field(default_factory=dict)  # today's surprise already in risk
+    expect: dict[str, Expect] = field(default_factory=dict)  # today's usual counts
+    baselines: dict[str, Baseline] = field(default_factory=dict)
+    days: int = 0
     window: dict[str, float] = field(default_factory=dict)
-    window_exports: list[list[float]] = field(default_factory=list)  # [time, records]
-    bulk_level: int = 0
-    hourly_peak: float = 0.0  # usual peak of distinct unassigned customers per hour
+    bulk_spent: float = 0.0
+    exports: list[ExportMark] = field(default_factory=list)
+    export_level: float = 0.0
     first_seen: dict[str, float] = field(default_factory=dict)
     events: int = 0
-    day: str = ""
-    day_counts: dict[str, float] = field(default_factory=dict)
-    daily_mean: dict[str, float] = field(default_factory=dict)
-    days: int = 0
-    feedback_scale: dict[str, float] = field(default_factory=dict)
-    # 1-hour window of every access: [time, customer or "", flags (RECENT_*), records]
-    recent: list[list[Any]] = field(default_factory=list)
+    recent: list[Recent] = field(default_factory=list)
+    sample_hour: int = -1
+    samples: list[HourSample] = field(default_factory=list)
+    features: Baseline | None = None  # hours observed (n) for the own feature means
+    feature_means: list[float] = field(default_factory=list)
     last_model_at: float = 0.0
+    feedback: dict[str, float] = field(default_factory=dict)
+    feedback_ids: list[str] = field(default_factory=list)
+    history: list[DaySummary] = field(default_factory=list)
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "window": self.window,
-            "window_exports": self.window_exports,
-            "bulk_level": self.bulk_level,
-            "hourly_peak": self.hourly_peak,
-            "first_seen": self.first_seen,
-            "events": self.events,
-            "day": self.day,
-            "day_counts": self.day_counts,
-            "daily_mean": self.daily_mean,
-            "days": self.days,
-            "feedback_scale": self.feedback_scale,
-            "recent": self.recent,
-            "last_model_at": self.last_model_at,
-        }
+    # -- days -----------------------------------------------------------------
+    def summary(self) -> DaySummary:
+        counts = dict(self.counts)
+        return DaySummary(self.day, list(self.groups), counts, list(self.samples))
 
-    @classmethod
-    def from_json(cls, raw: dict[str, Any]) -> Behaviour:
-        return cls(**raw)
-
-    # -- daily baselines ----------------------------------------------------
-    def roll_day(self, day: str) -> dict[str, float] | None:
-        """Start ``day``; return the completed day's counts when a day was completed.
-
-        A late access of an earlier day changes nothing (the day stays open)."""
+    def roll(self, day: int, groups: list[str], view: PeerView | None) -> bool:
+        """Start bank ``day`` (a later one); False for an access of an earlier day."""
         if day <= self.day:
-            return None
-        completed = None
-        if self.day:
-            completed = self.day_counts
-            codes = set(self.daily_mean) | set(self.day_counts)
-            for code in codes:
-                prev = self.daily_mean.get(code)
-                today = self.day_counts.get(code, 0.0)
-                self.daily_mean[code] = (
-                    today if prev is None else (1 - BASELINE_ALPHA) * prev + BASELINE_ALPHA * today
-                )
-            peak = self.day_counts.get("_hourly_peak", 0.0)
-            self.hourly_peak = max(
-                peak, (1 - BASELINE_ALPHA) * self.hourly_peak + BASELINE_ALPHA * peak
-            )
+            return day == self.day
+        if self.day >= 0:
+            self.history.append(self.summary())
+            del self.history[:-HISTORY_DAYS]
+            for code in (*SOFT_CODES, PEAK, EXPORTS):
+                b = self.baselines.get(code)
+                if b is None:
+                    b = self.baselines[code] = Baseline()
+                b.update(self.counts.get(code, 0.0), BASELINE_ALPHA)
             self.days += 1
         self.day = day
-        self.day_counts = {}
-        return completed
+        self.groups = groups
+        self.counts = {}
+        self.seen = {}
+        self.spent = {}
+        self.samples = []
+        self.expect = _expectations(self, groups, view)
+        return True
 
-    def usual(self, code: str, peers: dict[str, float]) -> float:
-        if self.days >= MIN_DAYS:
-            return self.daily_mean.get(code, 0.0)
-        return peers.get(code, 0.0)
+    def day_summary(self, day: int) -> DaySummary | None:
+        if day == self.day:
+            return self.summary()
+        for s in self.history:
+            if s.day == day:
+                return s
+        return None
 
-    def scale(self, code: str, peers: dict[str, float]) -> float:
-        """Habituation times feedback: 1.0 for what this employee never does.
-
-        Policy violations (``ReasonSpec.habituates`` false) do not habituate:
-        doing them every day does not make them acceptable.
-        """
-        feedback = self.feedback_scale.get(code, 1.0)
-        if not spec(code).habituates:
-            return feedback
-        usual = self.usual(code, peers)
-        return HABITUATION_K / (HABITUATION_K + usual) * feedback
-
-    def weight(self, code: str, peers: dict[str, float]) -> float:
-        """Catalogue weight, scaled by habituation and analyst feedback."""
-        return spec(code).weight * self.scale(code, peers)
-
-    def apply_feedback(self, codes: list[str]) -> None:
+    # -- feedback ---------------------------------------------------------------
+    def apply_feedback(self, alert_id: str, verdict: str, codes: list[str]) -> bool:
+        """Apply a verdict once per alert; False when already applied or nothing to apply."""
+        if alert_id in self.feedback_ids:
+            return False
+        self.feedback_ids.append(alert_id)
+        del self.feedback_ids[:-FEEDBACK_IDS]
+        changed = False
         for code in codes:
-            self.feedback_scale[code] = self.feedback_scale.get(code, 1.0) * FEEDBACK_FACTOR
+            if code in POLICY_CODES or code not in CATALOGUE:
+                continue
+            scale = self.feedback.get(code, 1.0)
+            new = (
+                min(1.0, scale / FEEDBACK_FACTOR)
+                if verdict == "true_positive"
+                else max(FEEDBACK_FLOOR, scale * FEEDBACK_FACTOR)
+            )
+            if new != scale:
+                changed = True
+                if new == 1.0:
+                    self.feedback.pop(code, None)
+                else:
+                    self.feedback[code] = new
+        return changed
 
 
-class PeerBaselines:
-    """Usual daily counts per peer group (role): what peers do, per staff-day.
-
-    Two sources, the larger wins: the mean over completed staff-days, and the
-    running per-staff average of the current day among active peers (so a new
-    deployment, whose employees all lack history, habituates within hours
-    instead of days). One per access partition (the peers are the staff of
-    that partition), stored in the staff table under a key of that partition
-    (:mod:`pipeline.broker.partitioning`), so it survives restarts and rebalances and
-    does not depend on how partitions are spread over workers.
-    """
-
-    def __init__(self) -> None:
-        self.means: dict[str, dict[str, float]] = {}
-        self.days: dict[str, int] = {}
-        self.today: dict[str, tuple[str, set[str], dict[str, float]]] = {}
-
-    def of(
-        self, role: str | None, staff_id: str = "", own: dict[str, float] | None = None
-    ) -> dict[str, float]:
-        """Usual daily counts of ``role``; ``staff_id``'s own counts of today (``own``)
-        are left out, so nobody is their own peer."""
-        key = role or ""
-        out = {**ROLE_PRIORS.get(key, {}), **self.means.get(key, {})}
-        current = self.today.get(key)
-        if current is None:
-            return out
-        _, active, counts = current
-        others = len(active) - (1 if staff_id in active else 0)
-        if others <= 0:
-            return out
-        own = own or {}
-        for code, total in counts.items():
-            mean = (total - (own.get(code, 0.0) if staff_id in active else 0.0)) / others
-            out[code] = max(out.get(code, 0.0), mean)
-        return out
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "means": self.means,
-            "days": self.days,
-            "today": {k: [d, sorted(a), c] for k, (d, a, c) in self.today.items()},
-        }
-
-    @classmethod
-    def from_json(cls, raw: dict[str, Any]) -> PeerBaselines:
-        p = cls()
-        p.means = raw["means"]
-        p.days = raw["days"]
-        p.today = {k: (d, set(a), c) for k, (d, a, c) in raw["today"].items()}
-        return p
-
-    def note(self, role: str | None, day: str, staff_id: str, codes: list[str]) -> None:
-        """An access of ``staff_id`` on local ``day`` with these (unflagged) signal codes."""
-        key = role or ""
-        current = self.today.get(key)
-        if current is None or current[0] < day:
-            current = (day, set(), {})
-            self.today[key] = current
-        elif current[0] > day:
-            return  # a late event of an earlier day
-        current[1].add(staff_id)
-        for code in codes:
-            current[2][code] = current[2].get(code, 0.0) + 1
-
-    def add_day(self, role: str | None, counts: dict[str, float]) -> None:
-        key = role or ""
-        means = self.means.setdefault(key, {})
-        n = self.days.get(key, 0) + 1
-        self.days[key] = n
-        alpha = max(1.0 / n, 0.02)
-        for code in set(means) | set(counts):
-            prev = means.get(code, 0.0)
-            means[code] = prev + alpha * (counts.get(code, 0.0) - prev)
+def _expectations(b: Behaviour, groups: list[str], view: PeerView | None) -> dict[str, Expect]:
+    out: dict[str, Expect] = {}
+    for code in (*SOFT_CODES, PEAK, EXPORTS):
+        prior = (
+            PEAK_PRIOR if code == PEAK else EXPORTS_PRIOR if code == EXPORTS else spec(code).prior
+        )
+        peer_mean, peer_var = prior, prior
+        if view is not None:
+            for g in reversed(groups):  # role at branch first, then role
+                if view.staff_days(g) >= MIN_PEER_STAFF_DAYS:
+                    peer_mean, peer_var = view.mean(g, code), view.var(g, code)
+                    break
+        own = b.baselines.get(code)
+        mean, var = blend(own, peer_mean, peer_var, PRIOR_DAYS)
+        out[code] = Expect(mean, var, own.mean if own is not None and own.n else -1.0, peer_mean)
+    return out
 
 
 def _net(ip: str | None) -> str | None:
@@ -247,175 +235,242 @@ def _net(ip: str | None) -> str | None:
     return ip.rsplit(".", 1)[0]
 
 
-def first_seen_keys(e: Enriched) -> list[tuple[str, str]]:
-    ev = e.event
-    keys = [("branch", ev.branch_id), ("channel", ev.channel), ("action", ev.action)]
-    if ev.terminal_id:
-        keys.append(("terminal", ev.terminal_id))
-    net = _net(ev.source_ip)
-    if net:
-        keys.append(("network", net))
-    return keys
-
-
-def window_features(b: Behaviour) -> dict[str, float]:
-    """The employee's last hour, as the online model's features (pipeline.detect.model)."""
+def window_features(b: Behaviour) -> list[float]:
+    """The employee's last hour as the model's features, in FEATURES order."""
     customers: set[str] = set()
     unassigned: set[str] = set()
     other: set[str] = set()
     sensitive: set[str] = set()
     exported = off_shift = denied = 0.0
-    for _, customer, flags, records in b.recent:
-        if customer:
-            customers.add(customer)
-            if flags & RECENT_UNASSIGNED:
-                unassigned.add(customer)
-            if flags & RECENT_OTHER_BRANCH:
-                other.add(customer)
-            if flags & RECENT_SENSITIVE:
-                sensitive.add(customer)
-        exported += records
-        off_shift += 1 if flags & RECENT_OFF_SHIFT else 0
-        denied += 1 if flags & RECENT_DENIED else 0
-    return {
-        "events": float(len(b.recent)),
-        "distinct_customers": float(len(customers)),
-        "unassigned_customers": float(len(unassigned)),
-        "other_branch_customers": float(len(other)),
-        "sensitive_customers": float(len(sensitive)),
-        "exported_records": exported,
-        "off_shift_events": off_shift,
-        "denied_events": denied,
-    }
+    for r in b.recent:
+        c = r.customer
+        flags = r.flags
+        if c:
+            customers.add(c)
+            if flags & UNASSIGNED:
+                unassigned.add(c)
+            if flags & OTHER_BRANCH:
+                other.add(c)
+            if flags & SENSITIVE:
+                sensitive.add(c)
+        exported += r.records
+        if flags & OFF_SHIFT:
+            off_shift += 1.0
+        if flags & DENIED:
+            denied += 1.0
+    return [
+        float(len(b.recent)),
+        float(len(customers)),
+        float(len(unassigned)),
+        float(len(other)),
+        float(len(sensitive)),
+        exported,
+        off_shift,
+        denied,
+    ]
+
+
+def sample_hash(staff_id: str, day: int, hour: int) -> int:
+    """A deterministic 63-bit hash ordering staff-hours for the peer samples."""
+    digest = hashlib.blake2b(f"{staff_id}|{day}|{hour}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") >> 1
+
+
+def _sample_hour(b: Behaviour, at: float) -> None:
+    """At the first access of a new clock hour, keep the trailing hour as a sample."""
+    hour = int(at // 3600.0)
+    if hour == b.sample_hour:
+        return
+    b.sample_hour = hour
+    if not b.recent:
+        return
+    x = window_features(b)
+    if len(b.samples) < SAMPLES_CAP:
+        b.samples.append(HourSample(hour, x))
+    fb = b.features
+    if fb is None:
+        fb = b.features = Baseline()
+        b.feature_means = [0.0] * len(FEATURES)
+    fb.n += 1
+    a = max(BASELINE_ALPHA / 10.0, 1.0 / fb.n)
+    b.feature_means = [m + a * (v - m) for m, v in zip(b.feature_means, x, strict=True)]
+
+
+def _record_recent(b: Behaviour, e: Enriched, off_shift: bool) -> None:
+    ev = e.event
+    at = e.at
+    flags = 0
+    if ev.customer_id is not None and not e.assigned:
+        flags |= UNASSIGNED
+        if e.home_branch_id is not None and e.home_branch_id != e.staff_branch_id:
+            flags |= OTHER_BRANCH
+    if e.sensitivity is not None and e.sensitivity != "normal":
+        flags |= SENSITIVE
+    if off_shift:
+        flags |= OFF_SHIFT
+    if ev.outcome == "denied":
+        flags |= DENIED
+    records = float(ev.record_count) if ev.action in EXPORT_ACTIONS else 0.0
+    recent = b.recent
+    horizon = at - WINDOW_S
+    if recent and recent[0].at < horizon:
+        i = 0
+        n = len(recent)
+        while i < n and recent[i].at < horizon:
+            i += 1
+        del recent[:i]
+    if len(recent) < RECENT_CAP:
+        recent.append(Recent(at, ev.customer_id or "", flags, records))
 
 
 def model_due(b: Behaviour, e: Enriched) -> bool:
-    """Whether to score this access with the online model: a non-routine access
+    """Whether to score this access with the group model: a non-routine access
     (unassigned, or an export) at most every MODEL_EVERY_S of event time."""
     ev = e.event
-    if ev.occurred_at - b.last_model_at < MODEL_EVERY_S:
+    if e.at - b.last_model_at < MODEL_EVERY_S:
         return False
     if (ev.customer_id is not None and not e.assigned) or ev.action in EXPORT_ACTIONS:
-        b.last_model_at = ev.occurred_at
+        b.last_model_at = e.at
         return True
     return False
 
 
-def _record_recent(b: Behaviour, e: Enriched, local_off_shift: bool) -> None:
-    ev = e.event
-    at = ev.occurred_at
-    flags = 0
-    if ev.customer_id is not None and not e.assigned:
-        flags |= RECENT_UNASSIGNED
-        if e.home_branch_id is not None and e.home_branch_id != e.staff_branch_id:
-            flags |= RECENT_OTHER_BRANCH
-    if e.sensitivity not in (None, "normal"):
-        flags |= RECENT_SENSITIVE
-    if local_off_shift:
-        flags |= RECENT_OFF_SHIFT
-    if ev.outcome == "denied":
-        flags |= RECENT_DENIED
-    records = float(ev.record_count) if ev.action in EXPORT_ACTIONS else 0.0
-    horizon = at - WINDOW_S
-    if b.recent and b.recent[0][0] < horizon:
-        b.recent = [r for r in b.recent if r[0] >= horizon]
-    if len(b.recent) < RECENT_CAP:
-        b.recent.append([at, ev.customer_id or "", flags, records])
+def _soft(b: Behaviour, code: str, summary: str, flagged: bool) -> Signal | None:
+    """One occurrence of a soft code: count it and return its weight of surprise."""
+    n = b.seen.get(code, 0) + 1
+    b.seen[code] = n
+    if not flagged:
+        b.counts[code] = b.counts.get(code, 0.0) + 1.0
+    ex = b.expect.get(code)
+    if ex is None:
+        return None
+    s = surprise(n, ex.mean, ex.var)
+    spent = b.spent.get(code, 0.0)
+    if s <= spent:
+        return None
+    b.spent[code] = s
+    weight = spec(code).weight * (s - spent) * b.feedback.get(code, 1.0)
+    own = f"{ex.own:.1f}" if ex.own >= 0 else "n/a"
+    return Signal(
+        code,
+        weight,
+        f"{summary}; {n} today (usual {ex.mean:.1f}/day: own {own}, peers {ex.peer:.1f}; "
+        f"p={10**-s:.2g})",
+    )
 
 
-def observe_behaviour(
+def observe(
     b: Behaviour,
     e: Enriched,
     rule_signals: list[Signal],
-    peers: PeerBaselines,
+    off_shift: bool,
     flagged: bool,
 ) -> list[Signal]:
-    """Update the employee's behaviour with one access; return behaviour signals.
+    """Update the employee's behaviour with one access (its day already rolled); return the
+    weighted signals: policy signals at catalogue weight, soft and volume ones by surprise.
 
-    ``rule_signals`` are the stateless rules' signals for the same access; their
-    weights are rescaled here, in place, by habituation and feedback. ``flagged``
-    says the employee has an open incident: then nothing is learned from it.
+    ``flagged``: the employee has an open incident; then nothing is learned from this access.
     """
     ev = e.event
-    at = ev.occurred_at
-    local = local_time(at, e.timezone)
-    day = local.strftime("%Y-%m-%d")
-    completed = b.roll_day(day)
-    if completed is not None:
-        peers.add_day(e.role, completed)
-    peer_means = peers.of(e.role, ev.staff_id, b.day_counts)
-    peers.note(e.role, day, ev.staff_id, [] if flagged else [s.code for s in rule_signals])
+    at = e.at
     b.events += 1
+    _sample_hour(b, at)
+    _record_recent(b, e, off_shift)
     out: list[Signal] = []
-    _record_recent(b, e, outside_shift(local, e.shift_start, e.shift_end))
+    for s in rule_signals:
+        if s.code in POLICY_CODES:
+            out.append(s)
+        else:
+            sig = _soft(b, s.code, s.summary, flagged)
+            if sig is not None:
+                out.append(sig)
 
-    for i, s in enumerate(rule_signals):
-        if not flagged:
-            b.day_counts[s.code] = b.day_counts.get(s.code, 0.0) + 1
-        rule_signals[i] = Signal(s.code, s.weight * b.scale(s.code, peer_means), s.summary)
-
-    # first seen
+    # novelty
     fresh = []
-    for kind, value in first_seen_keys(e):
-        key = f"{kind}:{value}"
-        last = b.first_seen.get(key)
+    keys = [f"branch:{ev.branch_id}", f"channel:{ev.channel}", f"action:{ev.action}"]
+    if ev.terminal_id:
+        keys.append(f"terminal:{ev.terminal_id}")
+    net = _net(ev.source_ip)
+    if net:
+        keys.append(f"network:{net}")
+    first_seen = b.first_seen
+    for key in keys:
+        last = first_seen.get(key)
         if (last is None or at - last > FIRST_SEEN_HORIZON_S) and b.events > MIN_HISTORY:
-            fresh.append(f"{kind} {value}")
-        b.first_seen[key] = max(at, last or at)
-    if len(b.first_seen) > FIRST_SEEN_CAP:
-        for key, _ in sorted(b.first_seen.items(), key=lambda kv: kv[1])[
-            : len(b.first_seen) - FIRST_SEEN_CAP
+            fresh.append(key.replace(":", " ", 1))
+        if last is None or at > last:
+            first_seen[key] = at
+    if len(first_seen) > FIRST_SEEN_CAP:
+        for key, _ in sorted(first_seen.items(), key=lambda kv: kv[1])[
+            : len(first_seen) - FIRST_SEEN_CAP
         ]:
-            del b.first_seen[key]
+            del first_seen[key]
     if fresh:
-        out.append(
-            Signal("first_seen", b.weight("first_seen", peer_means), "first " + ", ".join(fresh))
-        )
+        sig = _soft(b, "first_seen", "first " + ", ".join(fresh), flagged)
+        if sig is not None:
+            out.append(sig)
 
-    # sliding window of unassigned customers
+    if e.role in ROLES_EXEMPT_FROM_VOLUME:
+        return out
+    # distinct unassigned customers within the hour
     horizon = at - WINDOW_S
-    if b.window and min(b.window.values()) < horizon:
-        b.window = {c: t for c, t in b.window.items() if t >= horizon}
-    if ev.customer_id is not None and not e.assigned and len(b.window) < WINDOW_CAP:
-        b.window[ev.customer_id] = at
-    n = len(b.window)
-    if not flagged:
-        b.day_counts["_hourly_peak"] = max(b.day_counts.get("_hourly_peak", 0.0), float(n))
-    usual_peak = b.hourly_peak if b.days >= MIN_DAYS else peer_means.get("_hourly_peak", 0.0)
-    level = b.bulk_level
-    while level < len(BULK_LEVELS) and n >= max(BULK_LEVELS[level], 3 * usual_peak):
-        level += 1
-    if n < BULK_LEVELS[0] // 2:
-        b.bulk_level = 0
-    elif level > b.bulk_level and e.role not in ROLES_EXEMPT_FROM_BULK:
-        b.bulk_level = level
-        out.append(
-            Signal(
-                "bulk_access",
-                b.weight("bulk_access", peer_means) * math.sqrt(level),
-                f"{n} distinct unassigned customers within an hour (usual peak {usual_peak:.0f})",
-            )
-        )
+    window = b.window
+    if window and min(window.values()) < horizon:
+        b.window = window = {c: t for c, t in window.items() if t >= horizon}
+    if ev.customer_id is not None and not e.assigned and len(window) < WINDOW_CAP:
+        window[ev.customer_id] = at
+    n = len(window)
+    if not flagged and n > b.counts.get(PEAK, 0.0):
+        b.counts[PEAK] = float(n)
+    peak = b.expect.get(PEAK)
+    if peak is not None:
+        if n <= peak.mean:
+            b.bulk_spent = 0.0
+        elif n >= BULK_MIN:
+            sb = surprise(n, peak.mean, peak.var)
+            if sb - b.bulk_spent >= 1.0:
+                weight = spec("bulk_access").weight * (sb - b.bulk_spent)
+                b.bulk_spent = sb
+                out.append(
+                    Signal(
+                        "bulk_access",
+                        weight * b.feedback.get("bulk_access", 1.0),
+                        f"{n} distinct unassigned customers within an hour "
+                        f"(usual peak {peak.mean:.1f}; p={10**-sb:.2g})",
+                    )
+                )
 
-    # exported records in the window
-    if ev.action in EXPORT_ACTIONS and e.role != "operations":
-        b.window_exports = [x for x in b.window_exports if x[0] >= horizon]
-        b.window_exports.append([at, float(ev.record_count)])
-        total = sum(x[1] for x in b.window_exports)
-        usual = b.daily_mean.get("_export_records", 0.0)
-        if total >= max(EXPORT_RECORDS_FLOOR, 5 * usual) and total - ev.record_count < max(
-            EXPORT_RECORDS_FLOOR, 5 * usual
-        ):
+    # exported records within the hour
+    if ev.action in EXPORT_ACTIONS:
+        exports = b.exports
+        if exports and exports[0].at < horizon:
+            b.exports = exports = [x for x in exports if x.at >= horizon]
+        if len(exports) < EXPORTS_CAP:
+            exports.append(ExportMark(at, float(ev.record_count)))
+        total = sum(x.records for x in exports)
+        if not flagged:
+            b.counts[EXPORTS] = b.counts.get(EXPORTS, 0.0) + ev.record_count
+        usual = b.expect.get(EXPORTS)
+        threshold = max(EXPORT_FLOOR, EXPORT_FACTOR * (usual.mean if usual else 0.0))
+        if total < threshold:
+            b.export_level = 0.0
+        elif total >= threshold * 2.0**b.export_level:
+            level = b.export_level
+            while total >= threshold * 2.0 ** (level + 1):
+                level += 1
+            b.export_level = level + 1
             out.append(
                 Signal(
                     "export_volume",
-                    b.weight("export_volume", peer_means),
+                    spec("export_volume").weight
+                    * (1.0 + level)
+                    * b.feedback.get("export_volume", 1.0),
                     f"{total:.0f} records exported or printed within an hour "
-                    f"(usual {usual:.0f}/day)",
+                    f"(usual {usual.mean if usual else 0.0:.0f}/day)",
                 )
             )
-        if not flagged:
-            b.day_counts["_export_records"] = (
-                b.day_counts.get("_export_records", 0.0) + ev.record_count
-            )
     return out
+
+
+def groups_of(e: Enriched) -> list[str]:
+    return list(group_keys(e.role, e.staff_branch_id))

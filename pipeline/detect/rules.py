@@ -1,9 +1,11 @@
 """Stateless rules over one enriched access. Pure functions; no I/O.
 
-Each rule returns a :class:`Signal` with the catalogue weight, or None.
-Role matters: tellers serve walk-in customers they are not assigned to,
-operations staff run bulk exports, auditors sample across branches; the
-rules below say, each, whom they apply to.
+Each rule returns a :class:`Signal` with the catalogue weight, or None; how
+much a soft signal weighs for this employee today is decided later, from
+their own and their peers' usual counts (:mod:`pipeline.detect.behaviour`).
+Role matters only where it defines the job: tellers serve walk-in customers
+they are not assigned to, operations staff run bulk exports, auditors sample
+across branches; the rules below say, each, whom they apply to.
 """
 
 from __future__ import annotations
@@ -11,8 +13,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from pipeline.contract.records import EXPORT_ACTIONS
+from pipeline.core.calendar import calendar
 from pipeline.detect.catalogue import spec
-from pipeline.detect.shift import local_time, outside_shift
+from pipeline.detect.shift import outside_shift
 from pipeline.detect.signals import Signal
 from pipeline.reference.state import Enriched
 
@@ -21,7 +24,6 @@ PORTFOLIO_ROLES = frozenset({"customer_manager", "loan_officer"})
 # Roles that legitimately touch customers across branches or without assignment.
 CROSS_BRANCH_ROLES = frozenset({"auditor", "operations", "it_support"})
 SENSITIVE = frozenset({"vip", "pep", "employee", "restricted"})
-TELLER_OTHER_BRANCH = 0.3
 
 
 def _sig(code: str, summary: str) -> Signal:
@@ -46,20 +48,17 @@ def _other_branch(e: Enriched) -> bool:
 
 
 def other_branch_customer_access(e: Enriched) -> Signal | None:
-    """Another branch's customer, no assignment. Tellers serve walk-ins from other
-    branches too, so for them it is weak evidence (``TELLER_OTHER_BRANCH``)."""
+    """Another branch's customer, no assignment (tellers' walk-ins from other branches
+    habituate like everything soft: by the teller's and their peers' usual counts)."""
     if not _unassigned(e) or e.role in CROSS_BRANCH_ROLES or e.role is None:
         return None
     if not _other_branch(e):
         return None
-    sig = _sig(
+    return _sig(
         "other_branch_customer_access",
         f"{e.event.action} on an unassigned customer of {e.home_branch_id} "
         f"(employee's branch {e.staff_branch_id})",
     )
-    if e.role == "teller":
-        return Signal(sig.code, sig.weight * TELLER_OTHER_BRANCH, sig.summary)
-    return sig
 
 
 def credit_report_without_authorization(e: Enriched) -> Signal | None:
@@ -112,12 +111,15 @@ def statement_export_unassigned(e: Enriched) -> Signal | None:
 
 def off_shift_access(e: Enriched) -> Signal | None:
     ev = e.event
-    if e.assigned or ev.channel == "back_office_batch":
+    if e.assigned or ev.channel == "back_office_batch" or ev.customer_id is None:
         return None
-    local = local_time(ev.occurred_at, e.timezone)
-    if not outside_shift(local, e.shift_start, e.shift_end):
+    minute = calendar(e.timezone).minute(e.at)
+    if not outside_shift(minute, e.shift_start, e.shift_end):
         return None
-    return _sig("off_shift_access", f"{ev.action} at {local:%H:%M} local, outside the shift")
+    return _sig(
+        "off_shift_access",
+        f"{ev.action} at {minute // 60:02d}:{minute % 60:02d} local, outside the shift",
+    )
 
 
 RULES: tuple[Callable[[Enriched], Signal | None], ...] = (

@@ -20,6 +20,16 @@ class Metrics:
     def set(self, name: str, value: float, **labels: str) -> None:
         self.gauges[(name, tuple(sorted(labels.items())))] = value
 
+    def observe(self, name: str, value: float, **labels: str) -> None:
+        """A histogram sample (exported as _count and _sum)."""
+        key = tuple(sorted(labels.items()))
+        self.counters[(f"{name}_count", key)] += 1
+        self.counters[(f"{name}_sum", key)] += value
+
+    def drop(self, name: str, **labels: str) -> None:
+        """Forget one label set of a gauge (a partition no longer assigned)."""
+        self.gauges.pop((name, tuple(sorted(labels.items()))), None)
+
     def get(self, name: str, **labels: str) -> float:
         key = (name, tuple(sorted(labels.items())))
         return self.counters.get(key, self.gauges.get(key, 0.0))

@@ -31,7 +31,11 @@ Semantics, per key, in log order (Kafka keeps the order of one key):
   the same ``valid_from`` is replaced); ``op: revoke`` ends every interval of the
   pair at the revoke's ``valid_from`` and removes those starting later; a
   tombstone forgets the pair.
-* profiles: last write wins; a tombstone forgets the customer.
+* profiles: versions by ``updated_at``: an access sees the version in force at
+  its time, and the earliest known version also for times before it (a CRM
+  export dates its records by the export, not by when they became true);
+  a version with the same ``updated_at`` replaces the other (replays are
+  idempotent); a tombstone forgets the customer.
 """
 
 from __future__ import annotations
@@ -101,6 +105,7 @@ class Enriched:
     """
 
     event: AccessEvent
+    at: float  # event.occurred_at as UTC epoch seconds
     known_staff: bool
     role: str | None
     staff_branch_id: str | None
@@ -124,6 +129,8 @@ class ReferenceState:
         self._assign: dict[str, dict[str, _Held]] = {}
         self._profiles: dict[str, ProfileClass] = {}
         self._related: dict[str, frozenset[str]] = {}
+        # Customers whose profile changed: [(updated_at, class, related)] by time.
+        self._profile_history: dict[str, list[tuple[float, ProfileClass, frozenset[str]]]] = {}
         self._classes: dict[tuple[str, str, str], ProfileClass] = {}
         # Customers with a non-``normal`` sensitivity or related staff (for counts()).
         self._notable = 0
@@ -137,8 +144,9 @@ class ReferenceState:
     # -- updates -----------------------------------------------------------
     def apply_staff(self, rec: StaffRecord) -> None:
         shared = self._strings.setdefault
+        effective_at = rec.effective_at.timestamp()
         version = StaffVersion(
-            rec.effective_at,
+            effective_at,
             shared(rec.branch_id, rec.branch_id),
             shared(rec.role, rec.role),
             shared(rec.status, rec.status),
@@ -148,12 +156,12 @@ class ReferenceState:
         )
         versions = self._staff.setdefault(rec.staff_id, [])
         times = self._staff_times.setdefault(rec.staff_id, [])
-        i = bisect_right(times, rec.effective_at)
-        if i > 0 and times[i - 1] == rec.effective_at:
+        i = bisect_right(times, effective_at)
+        if i > 0 and times[i - 1] == effective_at:
             versions[i - 1] = version
         else:
             versions.insert(i, version)
-            times.insert(i, rec.effective_at)
+            times.insert(i, effective_at)
 
     def delete_staff(self, staff_id: str) -> None:
         self._staff.pop(staff_id, None)
@@ -162,10 +170,11 @@ class ReferenceState:
     def apply_assignment(self, rec: Assignment) -> None:
         per_staff = self._assign.get(rec.staff_id)
         held = None if per_staff is None else per_staff.get(rec.customer_id)
+        valid_from = rec.valid_from.timestamp()
         if rec.op == "revoke":
             if per_staff is None or held is None:
                 return
-            cut = rec.valid_from
+            cut = valid_from
             intervals = [held] if isinstance(held, Interval) else held
             kept = [
                 iv if iv.valid_to <= cut else Interval(iv.valid_from, cut, iv.relation)
@@ -176,8 +185,8 @@ class ReferenceState:
             per_staff[rec.customer_id] = kept[0] if len(kept) == 1 else kept
             return
         new = Interval(
-            rec.valid_from,
-            _INF if rec.valid_to is None else rec.valid_to,
+            valid_from,
+            _INF if rec.valid_to is None else rec.valid_to.timestamp(),
             self._shared(rec.relation),
         )
         if per_staff is None:
@@ -187,7 +196,7 @@ class ReferenceState:
             self.assignment_pairs += 1
             return
         others = [held] if isinstance(held, Interval) else held
-        rest = [iv for iv in others if iv.valid_from != rec.valid_from]
+        rest = [iv for iv in others if iv.valid_from != valid_from]
         if not rest:
             per_staff[rec.customer_id] = new
             return
@@ -214,12 +223,29 @@ class ReferenceState:
         cls = self._classes.get(combo)
         if cls is None:
             cls = self._classes[combo] = ProfileClass(*combo)
+        related = frozenset(rec.related_staff_ids) if rec.related_staff_ids else _NOBODY
         old = self._profiles.get(cid)
-        if old is not None and (old.sensitivity != "normal" or cid in self._related):
-            self._notable -= 1
-        self._profiles[cid] = cls
-        if rec.related_staff_ids:
-            self._related[cid] = frozenset(rec.related_staff_ids)
+        if old is not None:
+            # A second version: from now on the customer keeps a history by updated_at.
+            # The first version (whose time was not kept) holds before every later one.
+            at = rec.updated_at.timestamp()
+            history = self._profile_history.get(cid)
+            if history is None:
+                history = self._profile_history[cid] = [
+                    (-_INF, old, self._related.get(cid, _NOBODY))
+                ]
+            times = [h[0] for h in history]
+            i = bisect_right(times, at)
+            if i > 0 and times[i - 1] == at:
+                history[i - 1] = (at, cls, related)
+            else:
+                history.insert(i, (at, cls, related))
+            cls, related = history[-1][1], history[-1][2]
+            if old.sensitivity != "normal" or cid in self._related:
+                self._notable -= 1
+        self._profiles[cid] = cls  # the newest version
+        if related:
+            self._related[cid] = related
             self._notable += 1
         else:
             self._related.pop(cid, None)
@@ -228,10 +254,23 @@ class ReferenceState:
 
     def delete_profile(self, customer_id: str) -> None:
         old = self._profiles.pop(customer_id, None)
+        self._profile_history.pop(customer_id, None)
         if old is None:
             return
         if self._related.pop(customer_id, None) is not None or old.sensitivity != "normal":
             self._notable -= 1
+
+    def _profile_version(
+        self, customer_id: str, at: float
+    ) -> tuple[ProfileClass, frozenset[str]] | None:
+        """The profile in force at ``at`` (the earliest one before it), or None."""
+        history = self._profile_history.get(customer_id)
+        if history is None:
+            cls = self._profiles.get(customer_id)
+            return None if cls is None else (cls, self._related.get(customer_id, _NOBODY))
+        i = bisect_right([h[0] for h in history], at)
+        _, cls, related = history[i - 1] if i else history[0]
+        return cls, related
 
     # -- lookups -----------------------------------------------------------
     def staff_at(self, staff_id: str, at: float) -> StaffVersion | None:
@@ -256,18 +295,20 @@ class ReferenceState:
         per_staff = self._assign.get(staff_id, {})
         return [c for c, held in per_staff.items() if _interval_at(held, at) is not None]
 
-    def profile(self, customer_id: str) -> tuple[str, str, str, frozenset[str]] | None:
-        """(home_branch_id, segment, sensitivity, related_staff_ids) or None."""
-        cls = self._profiles.get(customer_id)
-        if cls is None:
+    def profile(
+        self, customer_id: str, at: float = _INF
+    ) -> tuple[str, str, str, frozenset[str]] | None:
+        """(home_branch_id, segment, sensitivity, related_staff_ids) at ``at``, or None."""
+        found = self._profile_version(customer_id, at)
+        if found is None:
             return None
-        related = self._related.get(customer_id, _NOBODY)
+        cls, related = found
         return cls.home_branch_id, cls.segment, cls.sensitivity, related
 
-    def enrich(self, event: AccessEvent) -> Enriched:
+    def enrich(self, event: AccessEvent, at: float) -> Enriched:
+        """Everything detection needs of ``event`` as of ``at`` (its occurred_at, as epoch)."""
         # The lookups are written out here (not via staff_at & co.): this runs
         # for every access, and the calls were a good part of its cost.
-        at = event.occurred_at
         staff_id = event.staff_id
         staff: StaffVersion | None = None
         versions = self._staff.get(staff_id)
@@ -294,37 +335,40 @@ class ReferenceState:
                             interval = held
                     else:
                         interval = _interval_at(held, at)
-            cls = self._profiles.get(customer_id)
-            if cls is not None:
-                others = self._related.get(customer_id)
-                related = others is not None and staff_id in others
-        # Positional arguments, in field order: event, known_staff, role,
-        # staff_branch_id, status, shift_start, shift_end, timezone, assigned,
-        # relation, known_customer, home_branch_id, segment, sensitivity, related.
+            if customer_id in self._profile_history:
+                found = self._profile_version(customer_id, at)
+                if found is not None:
+                    cls = found[0]
+                    related = staff_id in found[1]
+            else:
+                cls = self._profiles.get(customer_id)
+                if cls is not None:
+                    others = self._related.get(customer_id)
+                    related = others is not None and staff_id in others
+        assigned = interval is not None
+        relation = None if interval is None else interval.relation
+        # Positional arguments, in field order (see Enriched).
         if staff is None:
             if cls is None:
                 return Enriched(
-                    event, False, None, None, None, None, None, DEFAULT_TIMEZONE,
-                    interval is not None, None if interval is None else interval.relation,
-                    False, None, None, None, False,
+                    event, at, False, None, None, None, None, None, DEFAULT_TIMEZONE,
+                    assigned, relation, False, None, None, None, False,
                 )  # fmt: skip
             return Enriched(
-                event, False, None, None, None, None, None, DEFAULT_TIMEZONE,
-                interval is not None, None if interval is None else interval.relation,
-                True, cls.home_branch_id, cls.segment, cls.sensitivity, related,
+                event, at, False, None, None, None, None, None, DEFAULT_TIMEZONE,
+                assigned, relation, True, cls.home_branch_id, cls.segment, cls.sensitivity,
+                related,
             )  # fmt: skip
         if cls is None:
             return Enriched(
-                event, True, staff.role, staff.branch_id, staff.status,
+                event, at, True, staff.role, staff.branch_id, staff.status,
                 staff.shift_start, staff.shift_end, staff.timezone,
-                interval is not None, None if interval is None else interval.relation,
-                False, None, None, None, False,
+                assigned, relation, False, None, None, None, False,
             )  # fmt: skip
         return Enriched(
-            event, True, staff.role, staff.branch_id, staff.status,
+            event, at, True, staff.role, staff.branch_id, staff.status,
             staff.shift_start, staff.shift_end, staff.timezone,
-            interval is not None, None if interval is None else interval.relation,
-            True, cls.home_branch_id, cls.segment, cls.sensitivity, related,
+            assigned, relation, True, cls.home_branch_id, cls.segment, cls.sensitivity, related,
         )  # fmt: skip
 
     # -- sizes -------------------------------------------------------------

@@ -1,4 +1,9 @@
-"""The Faust App, and nothing else. Agents are registered by :mod:`pipeline.worker.agents`."""
+"""The Faust App, and nothing else. Agents are registered by :mod:`pipeline.worker.agents`.
+
+The consumer and commit settings are chosen by measurement (``bench/README.md``):
+large polls and stream buffers so batches fill, offsets committed every
+second (at-least-once: a crash replays at most that much).
+"""
 
 from __future__ import annotations
 
@@ -15,18 +20,20 @@ def create_app(settings: Settings) -> faust.App:
         store="memory://",
         datadir=str(settings.data_dir),
         web_port=settings.web_port,
-        web_bind="0.0.0.0",
+        web_bind=settings.web_bind,
         web_in_thread=False,
         topic_partitions=settings.partitions,
-        topic_replication_factor=1,
+        topic_replication_factor=settings.replication_factor,
         topic_allow_declare=True,
         key_serializer="raw",
         value_serializer="raw",
         consumer_auto_offset_reset="earliest",
         autodiscover=False,
-        broker_commit_every=2000,
+        broker_commit_every=10_000,
         broker_commit_interval=1.0,
-        stream_buffer_maxsize=8192,
+        broker_max_poll_records=10_000,
+        stream_buffer_maxsize=32_768,
         producer_linger_ms=5,
+        producer_max_request_size=4 * 1024 * 1024,
         table_standby_replicas=0,
     )

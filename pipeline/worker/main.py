@@ -13,13 +13,13 @@ from pipeline.errors import RetriableError
 from pipeline.settings import Settings
 from pipeline.worker.agents import register
 from pipeline.worker.app import create_app
-from pipeline.worker.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
 
 async def prepare(settings: Settings, wait_s: float = 60.0) -> None:
-    """Create missing topics and tables; wait for Kafka up to ``wait_s``."""
+    """Create missing topics (and tables, where the worker may); wait for Kafka up to
+    ``wait_s``."""
     deadline = asyncio.get_running_loop().time() + wait_s
     while True:
         try:
@@ -30,20 +30,23 @@ async def prepare(settings: Settings, wait_s: float = 60.0) -> None:
                 raise
             log.warning("%s; retrying", exc)
             await asyncio.sleep(2.0)
+    if not settings.migrate_on_start:
+        return
     try:
-        applied = await migrate_url(settings.database_url)
+        applied = await migrate_url(settings.migration_url)
         if applied:
             log.info("database migrated: %s", ", ".join(applied))
     except OSError as exc:
-        # The alert sink retries (and migrates) once Postgres is reachable.
+        # The alert store retries (and migrates) once Postgres is reachable.
         log.warning("Postgres not reachable at start (%s); alerts will queue on the topic", exc)
 
 
 def run_worker(settings: Settings) -> None:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     loop.run_until_complete(prepare(settings))
     app = create_app(settings)
-    register(app, Runtime(settings))
+    register(app, settings)
     worker = faust.Worker(app, loop=loop, loglevel=settings.log_level)
     worker.execute_from_commandline()

@@ -1,35 +1,204 @@
-"""Everything one worker holds in memory, wired together (no Faust here)."""
+"""Everything one worker holds, wired together; the Faust specifics stay in ``agents``.
+
+:class:`Runtime` builds the core and the services from the settings and a few
+adapters over the Faust app (producer, table, consumer), so each service can
+be tested on its own with in-memory twins.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import msgspec
 
 from pipeline.alerts.ids import Pseudonymizer
-from pipeline.core.engine import Engine, StaffStore
+from pipeline.broker.tail import Tail
+from pipeline.contract.decode import DecodeError, dead_letter
+from pipeline.core.engine import Core
+from pipeline.core.offline import core_config
+from pipeline.core.store import Backing, Store
 from pipeline.observability.metrics import Metrics, worker_metrics
+from pipeline.peers import days as peer_days
+from pipeline.peers.book import PeerBook
+from pipeline.reference.reader import reference_reader
 from pipeline.reference.state import ReferenceState
 from pipeline.settings import Settings
+from pipeline.sinks.base import EvidenceRow
+from pipeline.worker.access import AccessProcessor, Consumer
+from pipeline.worker.feedback import FeedbackService, decode_staff_verdict, learn
+from pipeline.worker.health import Health
+from pipeline.worker.publish import DeadLetterSender, OutboxPublisher, Producer
+from pipeline.worker.store import AlertStore
+
+log = logging.getLogger(__name__)
 
 
-@dataclass
 class Runtime:
-    settings: Settings
-    metrics: Metrics = field(default_factory=worker_metrics)
-    reference: ReferenceState = field(default_factory=ReferenceState)
-    joined: bool = False
-    last_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
-    engine: Engine = field(init=False)
-    reference_ready: asyncio.Event = field(default_factory=asyncio.Event)
-
-    def __post_init__(self) -> None:
-        self.engine = Engine(
+    def __init__(
+        self,
+        settings: Settings,
+        producer: Producer,
+        table: Backing,
+        consumer: Consumer,
+        metrics: Metrics | None = None,
+        ocsf: Callable[[dict[str, Any]], bytes] | None = None,
+    ) -> None:
+        s = settings
+        self.settings = s
+        self.metrics = metrics or worker_metrics()
+        self.health = Health()
+        self.reference = ReferenceState()
+        self.book = PeerBook(s.partitions)
+        self.pseudonymizer = Pseudonymizer(s.pseudonym_key, raw=s.raw_customer_ids)
+        self.dead_letters = DeadLetterSender(producer, s, self.metrics)
+        self.core = Core(
             self.reference,
-            Pseudonymizer(self.settings.pseudonym_key, raw=self.settings.raw_customer_ids),
-            StaffStore(partitions=self.settings.partitions),
-            namespace=self.settings.app_id,
+            core_config(s),
+            Store(table, s.partitions),
+            self.book,
+            self.pseudonymizer,
+        )
+        self.publisher = OutboxPublisher(producer, s, self.metrics, ocsf)
+        self.access = AccessProcessor(
+            self.core, self.publisher, table, consumer, self.metrics, s.access_topic
+        )
+        self.store = AlertStore(s, self.metrics, self.dead_letters)
+        self.feedback = FeedbackService(
+            self.store, producer, s.staff_feedback_topic, self.metrics, self.dead_letters
+        )
+        self.reference_tail = reference_reader(
+            s,
+            self.reference,
+            self.dead_letters,
+            lambda kind: self.metrics.inc("pipeline_reference_records_total", kind=kind),
+            on_error=lambda: self.metrics.inc("pipeline_batches_dropped_total", agent="reference"),
+        )
+        self.peer_tail = Tail(
+            s,
+            [s.peer_days_topic],
+            self._apply_peer_record,
+            "peer statistics",
+            on_error=lambda: self.metrics.inc("pipeline_batches_dropped_total", agent="peers"),
         )
 
+    async def _apply_peer_record(
+        self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None
+    ) -> None:
+        if value is None:
+            return  # a compaction tombstone: nothing to apply
+        try:
+            rec = peer_days.decode(value)
+        except Exception as exc:  # msgspec errors: an unreadable internal record
+            log.error("peer statistics %s[%d]@%d unreadable: %s", topic, partition, offset, exc)
+            self.metrics.inc("pipeline_state_resets_total", kind="peer_day", reason="corrupt")
+            return
+        self.book.add(rec)
+
     @property
-    def healthy(self) -> bool:
-        return self.joined and self.reference_ready.is_set()
+    def ready(self) -> bool:
+        return self.reference_tail.ready.is_set() and self.peer_tail.ready.is_set()
+
+    async def wait_ready(self) -> None:
+        await self.reference_tail.ready.wait()
+        await self.peer_tail.ready.wait()
+
+    async def guard(self, agent: str, work: Awaitable[None], fatal: Callable[[], None]) -> None:
+        """Run one batch of an agent. A failure is counted, marks the agent down and calls
+        ``fatal`` (the worker stops; the batch was not acknowledged and is read again after
+        the restart, so nothing is lost)."""
+        try:
+            await work
+            self.health.progress(agent)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            self.metrics.inc("pipeline_batches_dropped_total", agent=agent)
+            self.health.failed(agent)
+            log.critical("agent %s failed; stopping the worker", agent, exc_info=True)
+            fatal()
+
+    # -- the agents' batch functions (Faust events in, acknowledged when done) ----------
+    async def on_alerts(self, events: list[Any], ack: Callable[[Any], Awaitable[Any]]) -> None:
+        stored = await self.store.store_alerts([_record(e) for e in events])
+        await self.feedback.route(sorted({a.alert_id for a in stored}))
+        for e in events:
+            await ack(e)
+
+    async def on_evidence(self, events: list[Any], ack: Callable[[Any], Awaitable[Any]]) -> None:
+        rows = []
+        for e in events:
+            try:
+                rows.extend(evidence_rows(e.message.value, self.pseudonymizer))
+            except DecodeError as err:
+                m = e.message
+                await self.dead_letters(
+                    dead_letter(m.value, m.key, m.topic, m.partition, m.offset, err, time.time()),
+                    m.key,
+                )
+        if rows:
+            await self.store.run("write_evidence", lambda sink: sink.write_evidence(rows))
+        for e in events:
+            await ack(e)
+
+    async def on_feedback(self, events: list[Any], ack: Callable[[Any], Awaitable[Any]]) -> None:
+        await self.feedback.on_feedback([_record(e) for e in events])
+        for e in events:
+            await ack(e)
+
+    async def on_staff_verdicts(
+        self, events: list[Any], ack: Callable[[Any], Awaitable[Any]]
+    ) -> None:
+        verdicts = []
+        for e in events:
+            m = e.message
+            try:
+                verdicts.append((decode_staff_verdict(m.value), m.partition))
+            except DecodeError as err:
+                await self.dead_letters(
+                    dead_letter(m.value, m.key, m.topic, m.partition, m.offset, err, time.time()),
+                    m.key,
+                )
+        if verdicts:
+            await self.access.apply(lambda core: learn(verdicts, core.apply_feedback, self.metrics))
+        for e in events:
+            await ack(e)
+
+
+def _record(event: Any) -> tuple[bytes | None, bytes | None, str, int, int]:
+    m = event.message
+    return m.value, m.key, m.topic, m.partition, m.offset
+
+
+_EVIDENCE_DEC = msgspec.json.Decoder()
+
+
+def evidence_rows(raw: bytes | None, pseudonymizer: Pseudonymizer) -> list[EvidenceRow]:
+    """The rows of one internal evidence record (raises DecodeError when unreadable)."""
+    try:
+        data = _EVIDENCE_DEC.decode(raw or b"")
+        return [
+            EvidenceRow(
+                alert_id=str(data["alert_id"]),
+                revision=int(data["revision"]),
+                staff_id=str(data["staff_id"]),
+                event_id=str(ev["event_id"]),
+                at=float(ev["at"]),
+                customer_ref=None
+                if ev["customer_id"] is None
+                else pseudonymizer.ref(ev["customer_id"]),
+                customer_id=ev["customer_id"],
+                action=str(ev["action"]),
+                channel=str(ev["channel"]),
+                branch_id=str(ev["branch_id"]),
+                record_count=int(ev["record_count"]),
+                outcome=str(ev["outcome"]),
+                codes=[str(c) for c in ev["codes"]],
+            )
+            for ev in data["events"]
+        ]
+    except (msgspec.DecodeError, KeyError, TypeError, ValueError) as exc:
+        raise DecodeError("invalid_value", f"not an evidence record: {exc}") from None

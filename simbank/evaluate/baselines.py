@@ -35,11 +35,11 @@ import random
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Final, Protocol
+from zoneinfo import ZoneInfo
 
-from pipeline.contract.records import DEFAULT_TIMEZONE, EXPORT_ACTIONS, AccessEvent
-from pipeline.detect.shift import local_time
+from pipeline.contract.records import DEFAULT_TIMEZONE, EXPORT_ACTIONS, AccessEvent, Action
 from pipeline.timeutil import format_ts
 
 MAX_EVENT_IDS: Final = 500
@@ -51,6 +51,8 @@ class EnrichedLike(Protocol):
 
     @property
     def event(self) -> AccessEvent: ...
+    @property
+    def at(self) -> float: ...
     @property
     def staff_branch_id(self) -> str | None: ...
     @property
@@ -66,7 +68,7 @@ class EnrichedLike(Protocol):
 
 
 def _local(e: EnrichedLike) -> datetime:
-    return local_time(e.event.occurred_at, e.timezone or DEFAULT_TIMEZONE)
+    return datetime.fromtimestamp(e.at, ZoneInfo(e.timezone or DEFAULT_TIMEZONE))
 
 
 def is_unassigned(e: EnrichedLike) -> bool:
@@ -111,12 +113,12 @@ class _StaffDayAlerts:
                 alert_id=f"{self._prefix}-{ev.staff_id}-{day}",
                 staff_id=ev.staff_id,
                 branch_id=e.staff_branch_id or ev.branch_id,
-                first_at=ev.occurred_at,
-                last_at=ev.occurred_at,
+                first_at=e.at,
+                last_at=e.at,
             )
             self._groups[key] = g
-        g.first_at = min(g.first_at, ev.occurred_at)
-        g.last_at = max(g.last_at, ev.occurred_at)
+        g.first_at = min(g.first_at, e.at)
+        g.last_at = max(g.last_at, e.at)
         g.count += 1
         g.peak = max(g.peak, score)
         if len(g.event_ids) < MAX_EVENT_IDS:
@@ -231,7 +233,12 @@ def synthetic_enriched(n: int, seed: int = 7) -> Iterator[EnrichedLike]:
     from pipeline.reference.state import Enriched
 
     rng = random.Random(seed)
-    actions = ("view_profile", "view_balance", "view_transactions", "export_statement")
+    actions: tuple[Action, ...] = (
+        "view_profile",
+        "view_balance",
+        "view_transactions",
+        "export_statement",
+    )
     t = 1_772_415_000.0
     for i in range(n):
         t += rng.expovariate(1 / 2.0)
@@ -240,7 +247,7 @@ def synthetic_enriched(n: int, seed: int = 7) -> Iterator[EnrichedLike]:
         odd = rng.random() < 0.05
         event = AccessEvent(
             event_id=f"e{i}",
-            occurred_at=t,
+            occurred_at=datetime.fromtimestamp(t, UTC),
             staff_id=f"S{staff:04d}",
             customer_id=f"C{rng.randrange(50_000):06d}",
             action=rng.choice(actions),
@@ -250,6 +257,7 @@ def synthetic_enriched(n: int, seed: int = 7) -> Iterator[EnrichedLike]:
         )
         yield Enriched(
             event=event,
+            at=t,
             known_staff=True,
             role="customer_manager",
             staff_branch_id=branch,

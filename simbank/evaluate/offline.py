@@ -1,106 +1,90 @@
-"""Drive the pure core in-process over a simulation (no broker): for tuning and benchmarks.
+"""Drive the pipeline's pure core in-process over a simulation (no broker): for tuning.
 
 The official figures come from :mod:`simbank.evaluate.run` over the real
-pipeline; this runs the very same :class:`~pipeline.core.engine.Engine`, so the
-alerts match, and it isolates the core's own cost from Kafka's.
+pipeline; this runs the very same core through its library entry point
+(:func:`pipeline.core.offline.run_offline`), fed with the bytes the topics
+would carry, so the alerts match.
 """
 
 from __future__ import annotations
 
-import heapq
-import time
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
-from pipeline.alerts.ids import Pseudonymizer
-from pipeline.contract.decode import decode_access_event
-from pipeline.core.engine import Engine, StaffStore
-from pipeline.reference.reader import apply_reference_record
+from pipeline.core.offline import load_reference as _load_reference
+from pipeline.core.offline import run_offline
 from pipeline.reference.state import ReferenceState
-from pipeline.timeutil import parse_ts
+from pipeline.settings import Settings
 from simbank.simulate import Simulation
 
-KIND_BY_TOPIC = {
-    "staff-directory": "staff",
-    "staff-assignments": "assignment",
-    "customer-profiles": "profile",
-}
+
+def reference_records(sim: Simulation) -> list[tuple[str, bytes | None, bytes | None]]:
+    return [
+        (r.topic, r.key.encode(), None if r.value is None else orjson.dumps(r.value))
+        for r in sim.reference
+    ]
+
+
+def access_records(sim: Simulation) -> list[tuple[bytes | None, bytes | None]]:
+    return [(ev["staff_id"].encode(), orjson.dumps(ev)) for ev in sim.events]
 
 
 def load_reference(sim: Simulation) -> ReferenceState:
-    state = ReferenceState()
-    for rec in sim.reference:
-        value = None if rec.value is None else orjson.dumps(rec.value)
-        apply_reference_record(state, KIND_BY_TOPIC[rec.topic], rec.key.encode(), value)
-    return state
+    return _load_reference(reference_records(sim))[0]
 
 
 class SimulatedAnalyst:
-    """Reviews each alert once, ``delay_s`` of event time after its first revision.
+    """Triages each day's new alerts by the labels: ``true_positive`` when an alert names an
+    event of a malicious incident, ``benign_true_positive`` for a benign look-alike's event,
+    else ``false_positive``; each alert once."""
 
-    The verdict follows the labels: ``true_positive`` when the alert names an
-    event of a malicious incident, ``benign_true_positive`` when it names a
-    benign look-alike's event, else ``false_positive``.
-    """
-
-    def __init__(self, sim: Simulation, delay_s: float = 4 * 3600.0) -> None:
-        self.delay_s = delay_s
+    def __init__(self, sim: Simulation) -> None:
         self.malicious = {e for i in sim.incidents if not i.benign for e in i.event_ids}
         self.lookalike = {e for i in sim.incidents if i.benign for e in i.event_ids}
-        self.reviewed: set[str] = set()
-        self.queue: list[tuple[float, str, str, list[str], str]] = []
         self.verdicts: dict[str, str] = {}
 
-    def see(self, alert: dict[str, Any]) -> None:
-        if alert["alert_id"] in self.reviewed:
-            return
-        self.reviewed.add(alert["alert_id"])
+    def verdict(self, alert: dict[str, Any]) -> str:
         ids = set(alert["event_ids"])
         if ids & self.malicious:
-            verdict = "true_positive"
-        elif ids & self.lookalike:
-            verdict = "benign_true_positive"
-        else:
-            verdict = "false_positive"
-        due = parse_ts(alert["last_event_at"]) + self.delay_s
-        codes = [r["code"] for r in alert["reasons"]]
-        heapq.heappush(self.queue, (due, alert["alert_id"], alert["staff_id"], codes, verdict))
+            return "true_positive"
+        if ids & self.lookalike:
+            return "benign_true_positive"
+        return "false_positive"
 
-    def decide_until(self, engine: Engine, now: float) -> None:
-        while self.queue and self.queue[0][0] <= now:
-            _, alert_id, staff_id, codes, verdict = heapq.heappop(self.queue)
-            self.verdicts[alert_id] = verdict
-            if verdict != "true_positive":
-                engine.apply_feedback(staff_id, codes)
+    def triage(self, day: str, alerts: list[dict[str, Any]]) -> list[bytes]:
+        out = []
+        for a in alerts:
+            if a["alert_id"] in self.verdicts:
+                continue
+            v = self.verdict(a)
+            self.verdicts[a["alert_id"]] = v
+            out.append(
+                orjson.dumps(
+                    {
+                        "alert_id": a["alert_id"],
+                        "verdict": v,
+                        "analyst_id": "simulated-analyst",
+                        "decided_at": datetime.now(UTC).isoformat(),
+                    }
+                )
+            )
+        return out
 
 
 def run_core(
     sim: Simulation,
-    batch: int = 1000,
     analyst: SimulatedAnalyst | None = None,
     partitions: int = 4,
+    settings: Settings | None = None,
 ) -> tuple[list[dict[str, Any]], float]:
-    """All alert revisions the core emits for ``sim``, and the seconds it took (decode included).
-
-    Events are assigned to ``partitions`` as a producer keyed by staff_id would
-    (peer baselines are per partition). With an ``analyst``, verdicts reach the
-    engine as event time passes their due time.
-    """
-    engine = Engine(
-        load_reference(sim), Pseudonymizer("offline"), StaffStore(partitions=partitions)
+    """Every alert revision the core emits for ``sim``, and the seconds it took."""
+    s = (settings or Settings(pseudonym_key="offline")).replace(partitions=partitions)
+    run = run_offline(
+        reference_records(sim),
+        access_records(sim),
+        s,
+        triage=analyst.triage if analyst is not None else None,
     )
-    raw = [orjson.dumps(ev) for ev in sim.events]
-    out: list[dict[str, Any]] = []
-    start = time.perf_counter()
-    for i in range(0, len(raw), batch):
-        events = [decode_access_event(r) for r in raw[i : i + batch]]
-        if analyst is not None and events:
-            analyst.decide_until(engine, events[0].occurred_at)
-        alerts = [a.to_json() for a in engine.process_batch(events)]
-        if analyst is not None:
-            for a in alerts:
-                analyst.see(a)
-        out.extend(alerts)
-        engine.store.flush()
-    return out, time.perf_counter() - start
+    return run.alerts, run.seconds

@@ -61,12 +61,13 @@ def enrich_offline(sim: Simulation) -> Iterator[Enriched]:
     """The pipeline's own enrichment of every simulated access, in stream order."""
     state = load_reference(sim)
     for ev in sim.events:
-        yield state.enrich(decode_access_event(orjson.dumps(ev)))
+        event = decode_access_event(orjson.dumps(ev))
+        yield state.enrich(event, event.occurred_at.timestamp())
 
 
 async def read_all(bootstrap: str, topic: str) -> list[dict[str, Any]]:
     """Every record of ``topic`` up to its current end."""
-    n = (await partition_counts(bootstrap, [topic]))[topic]
+    n = (await partition_counts(Settings(kafka_bootstrap=bootstrap), [topic]))[topic]
     tps = [TopicPartition(topic, p) for p in range(n)]
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
     await consumer.start()

@@ -104,8 +104,8 @@ async def test_event_in_alert_out(
         await send_json(producer, s.access_topic, "S1", raw, raw=True)
     good = [
         event(1, "C1"),  # assigned: no signal
-        event(2, "C2"),  # another branch's customer, unassigned
-        event(3, "C3"),  # ... and a VIP: risk builds up, still under the threshold
+        event(2, "C2"),  # another branch's customer, unassigned: usual for the role, no weight
+        event(3, "C3"),  # ... and a VIP: improbable, risk builds up, still under the threshold
         event(4, "C1", "credit_report_query"),  # no authorization_ref -> the incident opens
         event(5, "C1", "credit_report_query", authorization_ref="AUTH-1"),  # fine
         event(6, "C2", "credit_report_query"),  # more evidence -> revision 2
@@ -124,13 +124,12 @@ async def test_event_in_alert_out(
     assert {a["alert_id"] for a in alerts} == {alerts[0]["alert_id"]}, "one incident, one alert"
     latest = max(alerts, key=lambda a: a["revision"])
     assert latest["staff_id"] == "S1"
-    assert set(latest["event_ids"]) == {"e2e-2", "e2e-3", "e2e-4", "e2e-6"}
-    assert {r["code"] for r in latest["reasons"]} == {
-        "other_branch_customer_access",
+    assert set(latest["event_ids"]) == {"e2e-3", "e2e-4", "e2e-6"}
+    assert {r["code"] for r in latest["reasons"]} >= {
         "sensitive_customer_access",
         "credit_report_without_authorization",
     }
-    assert latest["event_count"] == 4
+    assert latest["event_count"] == 3
     assert all(ref.startswith("cref-") for ref in latest["customer_refs"])
     assert not {"C1", "C2", "C3"} & set(latest["customer_refs"]), "customer ids pseudonymized"
     assert all(k == b"S1" for k, _ in records)

@@ -47,3 +47,9 @@ CREATE TABLE IF NOT EXISTS customer_reveal (
 -- staff_role), for the console's filters.
 ALTER TABLE alerts ADD COLUMN IF NOT EXISTS staff_role text;
 CREATE INDEX IF NOT EXISTS alerts_queue_idx ON alerts (status, severity, risk_score DESC, last_event_at DESC);
+
+-- Verdicts are routed to the worker that holds the employee's state once the
+-- alert they name is stored (a verdict may arrive before its alert).
+ALTER TABLE alert_feedback ADD COLUMN IF NOT EXISTS routed_at timestamptz;
+CREATE INDEX IF NOT EXISTS alert_feedback_unrouted_idx ON alert_feedback (alert_id)
+    WHERE routed_at IS NULL;

@@ -1,0 +1,165 @@
+"""Putting the core's effects on the broker: alerts, evidence, peer days, dead letters.
+
+Every effect is a produce whose acknowledgement the caller awaits before it
+writes state or acknowledges input (``pipeline.core.engine``, step 3), so a
+crash can duplicate an effect but never lose one. Transient broker errors are
+retried with backoff; only a defect escapes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Final, Protocol
+
+import msgspec
+from aiokafka.errors import KafkaError
+
+from pipeline.contract.decode import encode
+from pipeline.contract.records import DeadLetter
+from pipeline.core.engine import Outbox
+from pipeline.peers import days as peer_days
+from pipeline.settings import Settings
+
+log = logging.getLogger(__name__)
+
+MAX_BACKOFF: Final = 30.0
+_EVIDENCE = msgspec.json.Encoder()
+
+
+class Producer(Protocol):
+    async def send(self, topic: str, key: bytes | None, value: bytes | None) -> Awaitable[Any]: ...
+
+
+class Counter(Protocol):
+    """What the services need of the worker's metrics."""
+
+    def inc(self, name: str, value: float = 1.0, **labels: str) -> None: ...
+
+    def set(self, name: str, value: float, **labels: str) -> None: ...
+
+    def observe(self, name: str, value: float, **labels: str) -> None: ...
+
+
+async def retrying(what: str, fn: Callable[[], Awaitable[Any]], metrics: Counter) -> Any:
+    """Run ``fn`` until it succeeds, retrying broker errors with backoff (counted)."""
+    delay = 0.2
+    while True:
+        try:
+            return await fn()
+        except (TimeoutError, KafkaError, OSError) as exc:
+            metrics.inc("pipeline_retries_total", operation=what)
+            log.warning(
+                "%s failed (%s: %s); retrying in %.1f s", what, type(exc).__name__, exc, delay
+            )
+            await asyncio.sleep(delay)
+            delay = min(MAX_BACKOFF, delay * 2)
+
+
+def evidence_value(alert_id: str, revision: int, staff_id: str, evidence: Sequence[Any]) -> bytes:
+    """The internal evidence record: the accesses new in one revision (raw customer ids)."""
+    return _EVIDENCE.encode(
+        {
+            "alert_id": alert_id,
+            "revision": revision,
+            "staff_id": staff_id,
+            "events": [
+                {
+                    "event_id": e.event_id,
+                    "at": e.at,
+                    "customer_id": e.customer_id,
+                    "action": e.action,
+                    "channel": e.channel,
+                    "branch_id": e.branch_id,
+                    "record_count": e.record_count,
+                    "outcome": e.outcome,
+                    "codes": sorted({s.code for s in e.signals}),
+                }
+                for e in evidence
+            ],
+        }
+    )
+
+
+class OutboxPublisher:
+    """Sends an Outbox and waits for every acknowledgement."""
+
+    def __init__(
+        self,
+        producer: Producer,
+        settings: Settings,
+        metrics: Counter,
+        ocsf: Callable[[dict[str, Any]], bytes] | None = None,
+    ) -> None:
+        self.producer = producer
+        self.s = settings
+        self.metrics = metrics
+        self.ocsf = ocsf
+
+    async def _send_all(self, items: list[tuple[str, bytes | None, bytes | None]]) -> None:
+        futures = [await self.producer.send(t, k, v) for t, k, v in items]
+        if futures:
+            await asyncio.gather(*futures)
+
+    async def publish(self, out: Outbox) -> None:
+        s = self.s
+        items: list[tuple[str, bytes | None, bytes | None]] = []
+        for dl, key in out.dead_letters:
+            items.append((s.dlq_topic, key, encode(dl)))
+        for rec in out.peer_records:
+            items.append((s.peer_days_topic, peer_days.key(rec), peer_days.encode(rec)))
+        now_ms = time.time() * 1000.0
+        for a in out.alerts:
+            alert = a.emitted.alert
+            value = encode(alert)
+            items.append((s.alerts_topic, a.staff_id.encode(), value))
+            if self.ocsf is not None:
+                items.append(
+                    (s.ocsf_topic, alert.alert_id.encode(), self.ocsf(msgspec.to_builtins(alert)))
+                )
+            if a.emitted.evidence:
+                items.append(
+                    (
+                        s.evidence_topic,
+                        alert.alert_id.encode(),
+                        evidence_value(
+                            alert.alert_id, alert.revision, a.staff_id, a.emitted.evidence
+                        ),
+                    )
+                )
+            if a.source_timestamp_ms > 0:
+                self.metrics.observe(
+                    "pipeline_alert_latency_seconds", max(0.0, now_ms - a.source_timestamp_ms) / 1e3
+                )
+        if not items:
+            return
+        await retrying("publish", lambda: self._send_all(items), self.metrics)
+        for dl, _ in out.dead_letters:
+            self.metrics.inc(
+                "pipeline_events_dead_lettered_total", topic=dl.topic, code=dl.error.code
+            )
+        if out.alerts:
+            self.metrics.inc("pipeline_alerts_out_total", len(out.alerts))
+            if self.ocsf is not None:
+                self.metrics.inc("pipeline_ocsf_out_total", len(out.alerts))
+
+
+class DeadLetterSender:
+    """Dead letters from places outside the core (reference reader, feedback, alert store)."""
+
+    def __init__(self, producer: Producer, settings: Settings, metrics: Counter) -> None:
+        self.producer = producer
+        self.s = settings
+        self.metrics = metrics
+
+    async def __call__(self, dl: DeadLetter, key: bytes | None) -> None:
+        value = encode(dl)
+
+        async def send() -> None:
+            await (await self.producer.send(self.s.dlq_topic, key, value))
+
+        await retrying("dead_letter", send, self.metrics)
+        self.metrics.inc("pipeline_events_dead_lettered_total", topic=dl.topic, code=dl.error.code)
+        log.warning("dead-lettered %s[%d]@%d: %s", dl.topic, dl.partition, dl.offset, dl.error.code)
