@@ -19,6 +19,10 @@ SUBCOMMANDS = {
     "migrate": ("pipeline.cli", "create or migrate the Postgres schema"),
     "create-topics": ("pipeline.cli", "create the contract's topics if missing"),
     "publish-reference": ("pipeline.reference.publish", "load HR/CRM exports onto the topics"),
+    "normalize": (
+        "pipeline.normalize.agent",
+        "map a core-banking CDC topic onto access-events (mapping file)",
+    ),
 }
 
 
