@@ -379,3 +379,33 @@ def test_unreadable_mapping_files(tmp_path: Path) -> None:
     broken.write_text("fields: [", encoding="utf-8")
     with pytest.raises(MappingError, match="YAML"):
         load_mapping(broken)
+
+
+# --- the documentation ------------------------------------------------------------------
+
+
+def test_the_ingestion_doc_shows_the_shipped_files() -> None:
+    import re
+
+    doc = (ROOT / "docs" / "ingestion.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```(\w+)\n(.*?)```", doc, flags=re.DOTALL)
+    assert ("yaml", EXAMPLE_MAPPING.read_text(encoding="utf-8")) in blocks
+    connector_file = ROOT / "docs" / "ingestion" / "debezium-postgres-audit-trail.json"
+    connector = json.loads(connector_file.read_text(encoding="utf-8"))
+    assert connector in [json.loads(text) for lang, text in blocks if lang == "json"]
+    config = connector["config"]
+    topic = f"{config['topic.prefix']}.{config['table.include.list']}"
+    assert topic == "cdc.cbs.audit_trail" and f"`{topic}`" in doc
+    assert config["value.converter.schemas.enable"] == "true"  # {schema, payload}: unwrapped
+    for code in (
+        "cdc_delete",
+        "cdc_truncate",
+        "tombstone",
+        "not_an_envelope",
+        "missing_field",
+        "unmapped_action",
+        "bad_timestamp",
+        "wrong_type",
+        "value_too_large",
+    ):
+        assert f"`{code}`" in doc, code
