@@ -146,12 +146,7 @@ class FieldSpec:
     naive_timezone: zoneinfo.ZoneInfo | None = None
     code_map: MappingABC[str, Any] | None = None
     map_name: str | None = None
-
-    @property
-    def origin(self) -> str:
-        if self.source is not None:
-            return f" (from {self.source.text!r})"
-        return " (from its template)" if self.template is not None else ""
+    origin: str = ""  # " (from 'column')", for messages
 
 
 @dataclass(frozen=True, slots=True)
@@ -325,6 +320,11 @@ def _spec(target: str, raw: Any, maps: dict[str, dict[str, Any]]) -> FieldSpec:
         naive_timezone=zone,
         code_map=code_map,
         map_name=map_name,
+        origin=(
+            f" (from {source.text!r})"
+            if source is not None
+            else (" (from its template)" if template is not None else "")
+        ),
     )
 
 
@@ -554,7 +554,7 @@ def _field(
     if name == "record_count":
         return _count(spec, value)
     if name in _TEXT_FIELDS:
-        return _text(name, value, spec.origin)
+        return value if type(value) is str else _text(name, value, spec.origin)
     return value
 
 
