@@ -20,6 +20,10 @@ SUBCOMMANDS = {
     "create-topics": ("pipeline.cli", "create the contract's topics if missing"),
     "schemas": ("pipeline.contract.schemas", "generate or check schemas/*.schema.json"),
     "publish-reference": ("pipeline.reference.publish", "load HR/CRM exports onto the topics"),
+    "normalize": (
+        "pipeline.normalize.agent",
+        "map a core-banking CDC topic onto access-events (mapping file)",
+    ),
 }
 
 

@@ -154,6 +154,13 @@ class Settings(BaseSettings):
     # day's peer statistics.
     allowed_lateness_s: float = 3600.0
 
+    # -- normalize ---------------------------------------------------------
+    # `pipeline normalize`: the topic carrying core-banking CDC records (Debezium,
+    # Kafka Connect or flat rows) and the mapping file (YAML or JSON, see
+    # docs/ingestion.md) that turns them into AccessEvents.
+    normalize_source_topic: str | None = None
+    normalize_mapping_file: Path | None = None
+
     # -- console -----------------------------------------------------------
     console_port: int = 8080
     console_bind: str = "127.0.0.1"
