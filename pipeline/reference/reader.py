@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Callable
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
+from pipeline.broker import clients
 from pipeline.broker.topics import partition_counts
 from pipeline.contract.decode import (
     DecodeError,
@@ -91,7 +92,7 @@ class ReferenceReader:
     async def _partitions(self) -> list[TopicPartition]:
         counts: dict[str, int] = {}
         for _ in range(60):
-            counts = await partition_counts(self.settings.kafka_bootstrap, list(self.kinds))
+            counts = await partition_counts(self.settings, list(self.kinds))
             if all(counts.values()):
                 break
             await asyncio.sleep(1.0)
@@ -102,8 +103,8 @@ class ReferenceReader:
 
     async def run(self) -> None:
         started = time.monotonic()
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.settings.kafka_bootstrap,
+        consumer = clients.consumer(
+            self.settings,
             group_id=None,
             enable_auto_commit=False,
             auto_offset_reset="earliest",

@@ -4,21 +4,37 @@ from __future__ import annotations
 
 import faust
 
+from pipeline.broker import clients
 from pipeline.settings import Settings
+
+# Faust's own web views, all off: /router and /table expose the cluster's layout and
+# table data (per-employee state), /graph, /performance and the statistics pages at
+# / and /assignment the worker's internals. Only the pipeline's /health and /metrics
+# (registered by the agents) and Faust's plain production index at / remain.
+BUILTIN_VIEWS = (
+    "web_router_enabled",
+    "web_tables_enabled",
+    "web_stats_enabled",
+    "web_graph_enabled",
+    "web_metrics_enabled",
+)
 
 
 def create_app(settings: Settings) -> faust.App:
-    brokers = [f"kafka://{host.strip()}" for host in settings.kafka_bootstrap.split(",")]
-    return faust.App(
+    app = faust.App(
         settings.app_id,
-        broker=brokers,
+        **clients.faust_broker_options(settings),
         store="memory://",
         datadir=str(settings.data_dir),
         web_port=settings.web_port,
-        web_bind="0.0.0.0",
+        web_bind=settings.web_bind,
         web_in_thread=False,
+        web_router_enabled=False,
+        web_tables_enabled=False,
+        web_stats_enabled=False,
+        web_graph_enabled=False,
+        web_metrics_enabled=False,
         topic_partitions=settings.partitions,
-        topic_replication_factor=1,
         topic_allow_declare=True,
         key_serializer="raw",
         value_serializer="raw",
@@ -30,3 +46,10 @@ def create_app(settings: Settings) -> faust.App:
         producer_linger_ms=5,
         table_standby_replicas=0,
     )
+    # A Faust without these settings ignores them silently and serves the views.
+    for name in BUILTIN_VIEWS:
+        if getattr(app.conf, name, None) is not False:
+            raise RuntimeError(
+                f"this faust-streaming does not honour {name}; install faust-streaming>=0.15.3"
+            )
+    return app

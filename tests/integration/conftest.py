@@ -15,10 +15,18 @@ import asyncpg
 import pytest
 from aiokafka import AIOKafkaProducer
 
+from pipeline.broker import clients
 from pipeline.broker.topics import ensure_topics
 from pipeline.settings import Settings
 from simbank.workers import WorkerProcess
-from tests.integration.kit import BOOTSTRAP, DATABASE_URL, PARTITIONS, free_port, reachable
+from tests.integration.kit import (
+    BOOTSTRAP,
+    DATABASE_URL,
+    PARTITIONS,
+    broker_settings,
+    free_port,
+    reachable,
+)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -69,7 +77,7 @@ def start_worker(settings: Settings, tmp_path: Path) -> Iterator[Any]:
 
 @pytest.fixture
 async def producer() -> AsyncIterator[AIOKafkaProducer]:
-    p = AIOKafkaProducer(bootstrap_servers=BOOTSTRAP, linger_ms=5)
+    p = clients.producer(broker_settings(), linger_ms=5)
     await p.start()
     yield p
     await p.stop()

@@ -15,7 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer, TopicPartition
+
+from pipeline.broker import clients
+from pipeline.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 BOOTSTRAP = os.environ.get("PIPELINE_KAFKA_BOOTSTRAP", "localhost:9092")
@@ -23,6 +26,11 @@ DATABASE_URL = os.environ.get(
     "PIPELINE_DATABASE_URL", "postgresql://pipeline:pipeline@localhost:5432/pipeline"
 )
 PARTITIONS = 4
+
+
+def broker_settings() -> Settings:
+    """Settings of the shared test broker (PLAINTEXT, from the environment)."""
+    return Settings(kafka_bootstrap=BOOTSTRAP)
 
 
 def reachable(host: str, port: int) -> bool:
@@ -50,10 +58,12 @@ async def read_topic(
     topic: str,
     until: Any,
     timeout: float = 90.0,
+    settings: Settings | None = None,
 ) -> list[tuple[bytes | None, bytes | None]]:
-    """Read ``topic`` from the beginning until ``until(records)`` is true."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=BOOTSTRAP, group_id=None, auto_offset_reset="earliest"
+    """Read ``topic`` from the beginning until ``until(records)`` is true (on the broker
+    of ``settings``, default the shared test broker)."""
+    consumer = clients.consumer(
+        settings or broker_settings(), group_id=None, auto_offset_reset="earliest"
     )
     await consumer.start()
     records: list[tuple[bytes | None, bytes | None]] = []
