@@ -130,6 +130,8 @@ async def evaluate(args: argparse.Namespace) -> int:
         app_id=f"access-watch-eval-{run_id}",
         partitions=args.partitions,
         data_dir=out_dir / "workers",
+        # A simulated bank: the placeholder pseudonym key is fine here.
+        dev_mode=True,
     )
     config = config_from_args(args)
     t = time.monotonic()
