@@ -51,6 +51,7 @@ from pipeline.settings import Settings, SettingsError
 SSL_PROTOCOLS = frozenset({"SSL", "SASL_SSL"})
 SASL_PROTOCOLS = frozenset({"SASL_PLAINTEXT", "SASL_SSL"})
 _VAR = "PIPELINE_KAFKA_"
+_HOSTNAME_MISMATCH = 62  # X509_V_ERR_HOSTNAME_MISMATCH
 
 
 class KafkaSecurityError(SettingsError):
@@ -276,14 +277,16 @@ async def check_connection(settings: Settings, timeout: float = 10.0) -> None:
                 timeout,
             )
         except ssl.SSLCertVerificationError as exc:
+            if exc.verify_code == _HOSTNAME_MISMATCH:
+                fix = (
+                    f"it does not name {name!r}: connect by a name the certificate holds "
+                    f"(or, last resort, {_VAR}SSL_CHECK_HOSTNAME=false)"
+                )
+            else:
+                fix = f"set {_VAR}SSL_CAFILE to the CA that signed it"
             raise KafkaAuthError(
                 f"Kafka at {host}: the broker's TLS certificate was not accepted "
-                f"({exc.verify_message}); set {_VAR}SSL_CAFILE to the CA that signed it"
-                + (
-                    f", or check that it names {name!r}"
-                    if settings.kafka_ssl_check_hostname
-                    else ""
-                )
+                f"({exc.verify_message}); {fix}"
             ) from None
         except ssl.SSLError as exc:
             raise KafkaAuthError(
@@ -305,14 +308,18 @@ async def check_connection(settings: Settings, timeout: float = 10.0) -> None:
             continue
         conn.close()
         return
-    hint = (
-        ""
-        if proto in SSL_PROTOCOLS
-        else f" (if the listener uses TLS, set {_VAR}SECURITY_PROTOCOL to SSL or SASL_SSL)"
-    )
+    if proto not in SSL_PROTOCOLS:
+        hint = f" (if the listener uses TLS, set {_VAR}SECURITY_PROTOCOL to SSL or SASL_SSL)"
+    elif not settings.kafka_ssl_certfile:
+        hint = f" (if the listener requires a client certificate, set {_VAR}SSL_CERTFILE)"
+    else:
+        hint = ""
     raise RetriableError(f"cannot reach Kafka: {'; '.join(failures)}{hint}")
 
 
 def _reason(exc: BaseException) -> str:
+    name = type(exc).__name__
     text = str(exc).strip()
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    if not text:
+        return name
+    return text if text.startswith(name) else f"{name}: {text}"

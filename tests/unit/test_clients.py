@@ -34,6 +34,7 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         "other": other,
         "server": issue(ca, d, "server"),
         "untrusted": issue(other, d, "untrusted"),
+        "elsewhere": issue(ca, d, "elsewhere", hosts=("elsewhere.example",)),
         "client": issue(ca, d, "client", client=True),
         "locked": issue(ca, d, "locked", client=True, key_password="s3cret"),
     }
@@ -303,27 +304,35 @@ async def test_nothing_listening_is_retriable() -> None:
         await clients.check_connection(s, timeout=2)
 
 
-@pytest.fixture
-async def tls_server(pki: dict[str, Any]) -> AsyncIterator[tuple[int, Issued]]:
-    """A TLS listener presenting a certificate of the *other* CA (it never answers Kafka)."""
-    untrusted: Issued = pki["untrusted"]
+@pytest.fixture(params=["untrusted", "elsewhere"])
+async def tls_server(
+    request: pytest.FixtureRequest, pki: dict[str, Any]
+) -> AsyncIterator[tuple[int, str]]:
+    """A TLS listener (it never answers Kafka) presenting a certificate of the other CA,
+    or one of our CA that names another host."""
+    cert: Issued = pki[request.param]
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ctx.load_cert_chain(str(untrusted.cert_path), str(untrusted.key_path))
+    ctx.load_cert_chain(str(cert.cert_path), str(cert.key_path))
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writer.close()
 
     server = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=ctx)
     port = server.sockets[0].getsockname()[1]
-    yield port, untrusted
+    yield port, request.param
     server.close()
     await server.wait_closed()
 
 
-async def test_untrusted_broker_certificate_is_an_auth_error(
-    tls_server: tuple[int, Issued], pki: dict[str, Any]
+async def test_refused_broker_certificate_is_an_auth_error(
+    tls_server: tuple[int, str], pki: dict[str, Any]
 ) -> None:
-    port, _ = tls_server
-    s = secured("SASL_SSL", pki["ca"], kafka_bootstrap=f"127.0.0.1:{port}")
-    with pytest.raises(KafkaAuthError, match=r"certificate was not accepted .*SSL_CAFILE"):
+    port, kind = tls_server
+    s = secured("SASL_SSL", pki["ca"], kafka_bootstrap=f"localhost:{port}")
+    fix = "set PIPELINE_KAFKA_SSL_CAFILE" if kind == "untrusted" else "does not name 'localhost'"
+    with pytest.raises(KafkaAuthError, match=rf"certificate was not accepted .*{fix}"):
         await clients.check_connection(s, timeout=5)
+    if kind == "elsewhere":  # the host name check can be turned off; the CA still counts
+        with pytest.raises((RetriableError, KafkaAuthError)) as after_tls:
+            await clients.check_connection(s.replace(kafka_ssl_check_hostname=False), timeout=5)
+        assert "certificate was not accepted" not in str(after_tls.value)
