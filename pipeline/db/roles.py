@@ -26,14 +26,16 @@ import asyncpg
 from pipeline.errors import PipelineError
 
 # table -> privileges of the worker role. Upserts need SELECT for their WHERE
-# and conflict handling; customer_reveal is write-only for workers.
+# and for the columns of their ON CONFLICT target; customer_reveal is
+# write-only for workers but for that target (the pseudonym, which alerts carry
+# anyway): a worker cannot read a raw customer id back.
 WORKER_GRANTS: Final[dict[str, str]] = {
     "schema_migrations": "SELECT",
     "alerts": "SELECT, INSERT, UPDATE",
     "alert_feedback": "SELECT, INSERT",
     "alert_revisions": "SELECT, INSERT, UPDATE",
     "alert_evidence": "SELECT, INSERT, UPDATE",
-    "customer_reveal": "INSERT",
+    "customer_reveal": "INSERT, SELECT (customer_ref)",
 }
 _ROLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 
