@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from pipeline.errors import PipelineError
+from pipeline.observability.logs import quiet_payload_loggers
 from pipeline.settings import Settings, SettingsError
 
 SUBCOMMANDS = {
@@ -93,6 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=settings.log_level.upper() if settings.log_level != "warn" else "WARNING",
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    quiet_payload_loggers()  # docs/security.md, "What is logged"
     if args.command != "worker":
         logging.getLogger("aiokafka").setLevel(logging.WARNING)
     module, _ = SUBCOMMANDS[args.command]

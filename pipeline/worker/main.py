@@ -28,6 +28,7 @@ from pipeline.broker.clients import KafkaAuthError
 from pipeline.broker.topics import ensure_topics
 from pipeline.db.migrate import SchemaBehindError, prepare_schema
 from pipeline.errors import RetriableError
+from pipeline.observability.logs import quiet_payload_loggers
 from pipeline.settings import Settings, SettingsError
 from pipeline.worker.agents import register
 from pipeline.worker.app import create_app
@@ -92,6 +93,7 @@ def run_worker(settings: Settings) -> int:
         return EXIT_UNREACHABLE
     app = create_app(settings)
     register(app, Runtime(settings))
+    quiet_payload_loggers()  # before Faust sets the root level: records never reach the log
     worker = faust.Worker(app, loop=loop, loglevel=settings.log_level)
     worker.execute_from_commandline()
     return 0

@@ -10,6 +10,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import asyncpg
 import pytest
@@ -23,9 +24,11 @@ from tests.integration.kit import (
     BOOTSTRAP,
     DATABASE_URL,
     PARTITIONS,
+    Roles,
     broker_settings,
     free_port,
     reachable,
+    with_login,
 )
 
 
@@ -94,3 +97,25 @@ async def db() -> AsyncIterator[asyncpg.Connection]:
     conn = await asyncpg.connect(DATABASE_URL)
     yield conn
     await conn.close()
+
+
+@pytest.fixture
+async def roles() -> AsyncIterator[Roles]:
+    """A fresh database (owner: the dev role) and a login role for the worker, dropped after."""
+    run = uuid.uuid4().hex[:10]
+    database, role = f"aw_roles_{run}", f"aw_worker_{run}"
+    admin = await asyncpg.connect(DATABASE_URL)
+    try:
+        await admin.execute(f'CREATE DATABASE "{database}"')
+        await admin.execute(f"CREATE ROLE \"{role}\" LOGIN PASSWORD 'worker-pw'")
+        owner = urlsplit(DATABASE_URL)
+        yield Roles(
+            database,
+            role,
+            with_login(DATABASE_URL, owner.username or "", owner.password or "", database),
+            with_login(DATABASE_URL, role, "worker-pw", database),
+        )
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        await admin.execute(f'DROP ROLE IF EXISTS "{role}"')
+        await admin.close()

@@ -12,9 +12,8 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from urllib.parse import urlsplit, urlunsplit
+from pathlib import Path
+from urllib.parse import urlsplit
 
 import asyncpg
 import pytest
@@ -28,72 +27,26 @@ from pipeline.db.migrate import (
 from pipeline.db.roles import RoleError, grant_worker_url
 from pipeline.settings import Settings
 from pipeline.sinks.postgres import PostgresSink
-from tests.integration.kit import BOOTSTRAP, DATABASE_URL, ROOT, free_port
+from tests.integration.kit import (
+    BOOTSTRAP,
+    DATABASE_URL,
+    ROOT,
+    Roles,
+    free_port,
+    migrate_as_owner,
+)
 
 MINIMAL_ALERT = ROOT / "schemas" / "examples" / "alert" / "valid" / "minimal.json"
 
 
-def _with(url: str, user: str, password: str, database: str) -> str:
-    parts = urlsplit(url)
-    host = parts.hostname or "localhost"
-    netloc = f"{user}:{password}@{host}:{parts.port or 5432}"
-    return urlunsplit((parts.scheme, netloc, f"/{database}", parts.query, ""))
-
-
-@dataclass(frozen=True)
-class Roles:
-    database: str
-    worker_role: str
-    owner_url: str
-    worker_url: str
-
-
-@pytest.fixture
-async def roles() -> AsyncIterator[Roles]:
-    run = uuid.uuid4().hex[:10]
-    database, role = f"aw_roles_{run}", f"aw_worker_{run}"
-    admin = await asyncpg.connect(DATABASE_URL)
-    try:
-        await admin.execute(f'CREATE DATABASE "{database}"')
-        await admin.execute(f"CREATE ROLE \"{role}\" LOGIN PASSWORD 'worker-pw'")
-        owner = urlsplit(DATABASE_URL)
-        yield Roles(
-            database,
-            role,
-            _with(DATABASE_URL, owner.username or "", owner.password or "", database),
-            _with(DATABASE_URL, role, "worker-pw", database),
-        )
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
-        await admin.execute(f'DROP ROLE IF EXISTS "{role}"')
-        await admin.close()
-
-
-def _migrate(r: Roles, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {
-        **os.environ,
-        # The workers' DSN: were migrate to use it, every CREATE would fail.
-        "PIPELINE_DATABASE_URL": r.worker_url,
-        "PIPELINE_MIGRATE_DATABASE_URL": r.owner_url,
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "pipeline", "migrate", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-
-
 async def test_owner_migrates_and_grants_the_worker_role(roles: Roles) -> None:
-    done = _migrate(roles, "--grant-worker", roles.worker_role)
+    done = migrate_as_owner(roles, "--grant-worker", roles.worker_role)
     assert done.returncode == 0, done.stderr
     names = [name for _, name, _ in migration_files()]
     assert done.stdout.splitlines()[0] == "applied: " + ", ".join(names)
     assert f"granted the worker's privileges to {roles.worker_role}" in done.stdout
 
-    again = _migrate(roles, "--grant-worker", roles.worker_role)
+    again = migrate_as_owner(roles, "--grant-worker", roles.worker_role)
     assert again.returncode == 0, again.stderr
     assert again.stdout.startswith("applied: nothing (up to date)")
 
@@ -109,7 +62,7 @@ async def test_owner_migrates_and_grants_the_worker_role(roles: Roles) -> None:
 
 
 async def test_worker_role_writes_alerts_and_nothing_more(roles: Roles) -> None:
-    assert _migrate(roles, "--grant-worker", roles.worker_role).returncode == 0
+    assert migrate_as_owner(roles, "--grant-worker", roles.worker_role).returncode == 0
     alert = json.loads(MINIMAL_ALERT.read_text())
     sink = await PostgresSink.connect(roles.worker_url)
     try:
@@ -169,7 +122,7 @@ async def test_worker_role_writes_alerts_and_nothing_more(roles: Roles) -> None:
 
 
 async def test_worker_role_never_runs_ddl(roles: Roles) -> None:
-    assert _migrate(roles, "--grant-worker", roles.worker_role).returncode == 0
+    assert migrate_as_owner(roles, "--grant-worker", roles.worker_role).returncode == 0
     s = Settings(database_url=roles.worker_url, migrate_on_start=False)
     assert await prepare_schema(s) == []
     # Even the development path (migrate at start) costs no DDL on an up-to-date schema.
@@ -178,7 +131,7 @@ async def test_worker_role_never_runs_ddl(roles: Roles) -> None:
 
 async def test_schema_behind_is_refused_with_the_missing_migrations(roles: Roles) -> None:
     s = Settings(database_url=roles.owner_url, migrate_on_start=False)
-    with pytest.raises(SchemaBehindError, match="0001_alerts.sql, 0002_feedback.sql") as err:
+    with pytest.raises(SchemaBehindError, match=r"0001_alerts\.sql, 0002_feedback\.sql") as err:
         await prepare_schema(s)
     assert "run `pipeline migrate`" in str(err.value)
     conn = await asyncpg.connect(roles.owner_url)
@@ -188,7 +141,7 @@ async def test_schema_behind_is_refused_with_the_missing_migrations(roles: Roles
         await conn.close()
 
 
-def test_worker_exits_3_while_the_schema_is_behind(roles: Roles, tmp_path: object) -> None:
+def test_worker_exits_3_while_the_schema_is_behind(roles: Roles, tmp_path: Path) -> None:
     run = uuid.uuid4().hex[:8]
     env = {
         **os.environ,
