@@ -19,8 +19,13 @@ RUN pip install . \
     && chown pipeline:pipeline /app/data
 
 USER pipeline
+# The web port (health, metrics) listens on the container's interfaces so that
+# probes and Prometheus can reach it; the container network is the boundary.
+# No PIPELINE_DEV_MODE here: the worker refuses to start without a real
+# PIPELINE_PSEUDONYM_KEY (or PIPELINE_PSEUDONYM_KEY_FILE), see docs/security.md.
 ENV PIPELINE_DATA_DIR=/app/data \
-    PIPELINE_WEB_PORT=6066
+    PIPELINE_WEB_PORT=6066 \
+    PIPELINE_WEB_BIND=0.0.0.0
 EXPOSE 6066
 
 # The worker answers 200 on /health once it has joined its group and loaded

@@ -398,14 +398,19 @@ def measure_enrich(state: ReferenceState, bank: Bank, lookups: int) -> dict[str,
 # --- phase b: real broker ---------------------------------------------------------------
 
 
+def _settings(bootstrap: str, prefix: str, **changes: Any) -> Settings:
+    """The environment's settings (Kafka security included) with this run's broker and prefix."""
+    return Settings.from_env().replace(kafka_bootstrap=bootstrap, topic_prefix=prefix, **changes)
+
+
 async def _publish(scale: Scale, bootstrap: str, prefix: str) -> dict[str, Any]:
     from pipeline.reference.publish import compression, make_producer, send_batched, topic_for
     from pipeline.broker.topics import ensure_topics
 
     bank = Bank(scale)
-    settings = Settings(kafka_bootstrap=bootstrap, topic_prefix=prefix, partitions=PARTITIONS)
+    settings = _settings(bootstrap, prefix, partitions=PARTITIONS)
     await ensure_topics(settings, PARTITIONS)
-    producer = make_producer(bootstrap)
+    producer = make_producer(settings)
     await producer.start()
     out: dict[str, Any] = {"compression": compression() or "none", "partitions": PARTITIONS}
     total_n = 0
@@ -437,7 +442,7 @@ async def _publish(scale: Scale, bootstrap: str, prefix: str) -> dict[str, Any]:
 
 
 async def _bootstrap(bootstrap: str, prefix: str) -> dict[str, Any]:
-    settings = Settings(kafka_bootstrap=bootstrap, topic_prefix=prefix)
+    settings = _settings(bootstrap, prefix)
     gc.collect()
     rss_before = rss_mib()
     state = ReferenceState()
@@ -482,16 +487,12 @@ async def _bootstrap(bootstrap: str, prefix: str) -> dict[str, Any]:
 
 
 async def _delete_topics(bootstrap: str, prefix: str) -> None:
-    from aiokafka.admin import AIOKafkaAdminClient
+    from pipeline.broker.topics import contract_topics, start_admin
 
-    from pipeline.broker.topics import contract_topics
-
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
+    settings = _settings(bootstrap, prefix)
+    admin = await start_admin(settings)
     try:
-        await admin.delete_topics(
-            list(contract_topics(Settings(kafka_bootstrap=bootstrap, topic_prefix=prefix)))
-        )
+        await admin.delete_topics(list(contract_topics(settings)))
     finally:
         await admin.close()
 

@@ -8,15 +8,11 @@ INFRA_NAME=kafka
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 KAFKA_HOME=$STATE_DIR/kafka
-LIBS=$KAFKA_HOME/libs
 DATA=$KAFKA_HOME/data
 CONF=$KAFKA_HOME/server.properties
 LOG=$STATE_DIR/logs/kafka.log
-MVN_LOG=$STATE_DIR/logs/maven.log
 PID_FILE=$STATE_DIR/run/kafka.pid
-LOG4J_CONF=$INFRA_DIR/kafka/log4j2.properties
 START_TIMEOUT=${INFRA_KAFKA_TIMEOUT:-120}
-JAVA=${JAVA_HOME:+$JAVA_HOME/bin/}java
 
 # Prints the broker's pid if the pid file names a live broker of this state dir.
 broker_pid() {
@@ -40,37 +36,6 @@ pick_probe() {
   PROBE_PY=""
   local py=$REPO_ROOT/.venv/bin/python
   if [[ -x $py ]] && "$py" -c 'import aiokafka' 2>/dev/null; then PROBE_PY=$py; fi
-}
-
-require_java() {
-  command -v "$JAVA" >/dev/null ||
-    die "java not found. Kafka 4 needs Java 17+; on Debian/Ubuntu: apt-get install -y openjdk-17-jre-headless (or set JAVA_HOME)."
-  local spec major
-  spec=$("$JAVA" -XshowSettings:properties -version 2>&1 | awk -F' = ' '/java.specification.version/ {print $2; exit}')
-  major=${spec#1.} # Java 8 and older report "1.8"
-  major=${major%%.*}
-  [[ $major =~ ^[0-9]+$ ]] || die "cannot tell the Java version of $(command -v "$JAVA")"
-  ((major >= 17)) ||
-    die "Java $spec found ($(command -v "$JAVA")) but Kafka 4 needs Java 17+; on Debian/Ubuntu: apt-get install -y openjdk-17-jre-headless, then set JAVA_HOME."
-}
-
-# Fetches the jars once; again only when pom.xml changes or a fetch was cut short.
-ensure_libs() {
-  local pom=$INFRA_DIR/kafka/pom.xml sum
-  sum=$(sha1sum <"$pom" | cut -d ' ' -f 1)
-  [[ -f $LIBS/.pom.sha1 && $(cat "$LIBS/.pom.sha1") == "$sum" ]] && return 0
-  command -v mvn >/dev/null ||
-    die "mvn not found; it is needed once to fetch the Kafka jars from Maven Central. On Debian/Ubuntu: apt-get install -y maven"
-  info "fetching Kafka jars from Maven Central into $LIBS (first start only)"
-  rm -rf "$LIBS"
-  mkdir -p "$LIBS"
-  mkdir -p "$(dirname "$MVN_LOG")"
-  if ! mvn -B -Dstyle.color=never -f "$pom" dependency:copy-dependencies \
-    -DoutputDirectory="$LIBS" -DincludeScope=runtime >"$MVN_LOG" 2>&1; then
-    show_log_tail "$MVN_LOG"
-    die "Maven could not fetch the Kafka jars (network access to Maven Central is needed once; log: $MVN_LOG)"
-  fi
-  echo "$sum" >"$LIBS/.pom.sha1"
 }
 
 write_config() {

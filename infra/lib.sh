@@ -105,3 +105,50 @@ take_lock() { # NAME
 
 kafka_bootstrap() { printf '127.0.0.1:%s' "$KAFKA_PORT"; }
 pg_dsn() { printf 'postgresql://pipeline:pipeline@127.0.0.1:%s/pipeline' "$PG_PORT"; }
+
+# -- Kafka from the Maven Central jars (kafka.sh, kafka-secure.sh) -------------
+KAFKA_LIBS=$STATE_DIR/kafka/libs
+LIBS=$KAFKA_LIBS
+MVN_LOG=$STATE_DIR/logs/maven.log
+LOG4J_CONF=$INFRA_DIR/kafka/log4j2.properties
+JAVA=${JAVA_HOME:+$JAVA_HOME/bin/}java
+
+require_java() {
+  command -v "$JAVA" >/dev/null ||
+    die "java not found. Kafka 4 needs Java 17+; on Debian/Ubuntu: apt-get install -y openjdk-17-jre-headless (or set JAVA_HOME)."
+  local spec major
+  spec=$("$JAVA" -XshowSettings:properties -version 2>&1 | awk -F' = ' '/java.specification.version/ {print $2; exit}')
+  major=${spec#1.} # Java 8 and older report "1.8"
+  major=${major%%.*}
+  [[ $major =~ ^[0-9]+$ ]] || die "cannot tell the Java version of $(command -v "$JAVA")"
+  ((major >= 17)) ||
+    die "Java $spec found ($(command -v "$JAVA")) but Kafka 4 needs Java 17+; on Debian/Ubuntu: apt-get install -y openjdk-17-jre-headless, then set JAVA_HOME."
+}
+
+# Fetches the jars once; again only when pom.xml changes or a fetch was cut short.
+ensure_libs() {
+  local pom=$INFRA_DIR/kafka/pom.xml sum
+  sum=$(sha1sum <"$pom" | cut -d ' ' -f 1)
+  [[ -f $LIBS/.pom.sha1 && $(cat "$LIBS/.pom.sha1") == "$sum" ]] && return 0
+  # kafka.sh and kafka-secure.sh share the jars: one fetch at a time (fd 8).
+  mkdir -p "$STATE_DIR/run"
+  exec 8>"$STATE_DIR/run/kafka-libs.lock"
+  flock -w 900 8 || die "timed out waiting for another fetch of the Kafka jars"
+  if [[ -f $LIBS/.pom.sha1 && $(cat "$LIBS/.pom.sha1") == "$sum" ]]; then
+    exec 8>&-
+    return 0
+  fi
+  command -v mvn >/dev/null ||
+    die "mvn not found; it is needed once to fetch the Kafka jars from Maven Central. On Debian/Ubuntu: apt-get install -y maven"
+  info "fetching Kafka jars from Maven Central into $LIBS (first start only)"
+  rm -rf "$LIBS"
+  mkdir -p "$LIBS"
+  mkdir -p "$(dirname "$MVN_LOG")"
+  if ! mvn -B -Dstyle.color=never -f "$pom" dependency:copy-dependencies \
+    -DoutputDirectory="$LIBS" -DincludeScope=runtime >"$MVN_LOG" 2>&1; then
+    show_log_tail "$MVN_LOG"
+    die "Maven could not fetch the Kafka jars (network access to Maven Central is needed once; log: $MVN_LOG)"
+  fi
+  echo "$sum" >"$LIBS/.pom.sha1"
+  exec 8>&-
+}

@@ -12,6 +12,8 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from pipeline.errors import PipelineError
+from pipeline.observability.logs import quiet_payload_loggers
 from pipeline.settings import Settings, SettingsError
 
 SUBCOMMANDS = {
@@ -30,19 +32,40 @@ SUBCOMMANDS = {
 def _configure_builtin(name: str, parser: argparse.ArgumentParser) -> None:
     if name == "create-topics":
         parser.add_argument("--partitions", type=int, default=None)
+    if name == "migrate":
+        parser.add_argument(
+            "--grant-worker",
+            metavar="ROLE",
+            default=None,
+            help="then grant ROLE exactly the worker's privileges (docs/security.md)",
+        )
 
 
 def _run_builtin(name: str, args: argparse.Namespace, settings: Settings) -> int:
     if name == "worker":
         from pipeline.worker.main import run_worker
 
-        run_worker(settings)
-        return 0
+        return run_worker(settings)
     if name == "migrate":
-        from pipeline.db.migrate import migrate_url
+        import asyncpg
 
-        applied = asyncio.run(migrate_url(settings.database_url))
+        from pipeline.db.migrate import migrate_url
+        from pipeline.db.roles import RoleError, grant_worker_url
+
+        # The owner role (PIPELINE_MIGRATE_DATABASE_URL), else PIPELINE_DATABASE_URL.
+        try:
+            applied = asyncio.run(migrate_url(settings.migration_url))
+        except (OSError, asyncpg.PostgresError) as exc:
+            print(f"pipeline migrate: {type(exc).__name__}: {exc}", file=sys.stderr)
+            return 2
         print("applied: " + (", ".join(applied) if applied else "nothing (up to date)"))
+        if args.grant_worker:
+            try:
+                asyncio.run(grant_worker_url(settings.migration_url, args.grant_worker))
+            except (RoleError, OSError, asyncpg.PostgresError) as exc:
+                print(f"pipeline migrate: {exc}", file=sys.stderr)
+                return 2
+            print(f"granted the worker's privileges to {args.grant_worker}")
         return 0
     if name == "create-topics":
         from pipeline.broker.topics import ensure_topics
@@ -76,11 +99,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=settings.log_level.upper() if settings.log_level != "warn" else "WARNING",
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    quiet_payload_loggers()  # docs/security.md, "What is logged"
     if args.command != "worker":
         logging.getLogger("aiokafka").setLevel(logging.WARNING)
     module, _ = SUBCOMMANDS[args.command]
     if module == "pipeline.cli":
-        return _run_builtin(args.command, args, settings)
+        try:
+            return _run_builtin(args.command, args, settings)
+        except (PipelineError, SettingsError) as exc:
+            # Bad settings, a broker refusing our credentials, an unreachable service:
+            # one line saying which, no traceback.
+            print(f"pipeline {args.command}: {exc}", file=sys.stderr)
+            return 2
     rc: int = importlib.import_module(module).run(args)
     return rc
 

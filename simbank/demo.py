@@ -15,8 +15,9 @@ from typing import Any
 
 import asyncpg
 import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 
+from pipeline.broker import clients
 from pipeline.broker.topics import ensure_topics, partition_counts
 from pipeline.settings import Settings
 from simbank.simulate import SimConfig, generate
@@ -60,6 +61,8 @@ async def _demo(args: argparse.Namespace) -> int:
         partitions=args.partitions,
         web_port=base.web_port,
         data_dir=args.log_dir / run_id,
+        # A simulated bank: the placeholder pseudonym key is fine here.
+        dev_mode=True,
     )
     print(f"demo run {run_id}: Kafka {s.kafka_bootstrap}, Postgres {s.database_url.split('@')[-1]}")
     t0 = time.monotonic()
@@ -71,7 +74,7 @@ async def _demo(args: argparse.Namespace) -> int:
         f"({time.monotonic() - t0:.1f} s)"
     )
     await ensure_topics(s, args.partitions, replay=True)
-    await publish_kafka(sim, s.kafka_bootstrap, s.topic_prefix, None, args.partitions)
+    await publish_kafka(sim, s, None, args.partitions)
     print(f"published reference data and accesses to {s.topic_prefix}* ")
 
     worker = WorkerProcess(s, s.data_dir / "worker.log")
@@ -104,9 +107,7 @@ async def _demo(args: argparse.Namespace) -> int:
 async def _follow_alerts(
     s: Settings, worker: WorkerProcess, expected_events: int, idle: float
 ) -> list[dict[str, Any]]:
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=s.kafka_bootstrap, group_id=None, auto_offset_reset="earliest"
-    )
+    consumer = clients.consumer(s, group_id=None, auto_offset_reset="earliest")
     await consumer.start()
     alerts: list[dict[str, Any]] = []
     try:

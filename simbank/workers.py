@@ -9,14 +9,19 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 
 from pipeline.settings import Settings
 
 
-def worker_env(s: Settings, web_port: int | None = None) -> dict[str, str]:
-    """The environment of a worker process: this process's, with every setting of ``s``."""
+def worker_env(
+    s: Settings, web_port: int | None = None, extra: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """The environment of a worker process: this process's, with every setting of ``s``,
+    then ``extra`` (e.g. ``PIPELINE_KAFKA_SASL_PASSWORD_FILE``: a ``*_FILE`` variable
+    there replaces its plain twin, which is removed)."""
     env = dict(os.environ)
     for name, value in s.model_dump().items():
         var = f"PIPELINE_{name.upper()}"
@@ -31,20 +36,30 @@ def worker_env(s: Settings, web_port: int | None = None) -> dict[str, str]:
             env[var] = str(value)
     if web_port is not None:
         env["PIPELINE_WEB_PORT"] = str(web_port)
+    for var, value in (extra or {}).items():
+        if var.endswith("_FILE"):
+            env.pop(var.removesuffix("_FILE"), None)
+        env[var] = value
     return env
 
 
 class WorkerProcess:
     """A real ``python -m pipeline worker`` subprocess with its log in a file."""
 
-    def __init__(self, s: Settings, log_path: Path, web_port: int | None = None) -> None:
+    def __init__(
+        self,
+        s: Settings,
+        log_path: Path,
+        web_port: int | None = None,
+        extra_env: Mapping[str, str] | None = None,
+    ) -> None:
         self.port = web_port or s.web_port
         self.log_path = log_path
         log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = log_path.open("wb")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "pipeline", "worker"],
-            env=worker_env(s, self.port),
+            env=worker_env(s, self.port, extra_env),
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )

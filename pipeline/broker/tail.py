@@ -18,9 +18,10 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
 
+from pipeline.broker import clients
 from pipeline.broker.topics import partition_counts
 from pipeline.settings import Settings
 
@@ -38,7 +39,6 @@ class Tail:
         name: str,
         ready: asyncio.Event | None = None,
         on_error: Callable[[], None] | None = None,
-        consumer_factory: Callable[..., Any] = AIOKafkaConsumer,
     ) -> None:
         self.settings = settings
         self.topics = list(topics)
@@ -46,7 +46,6 @@ class Tail:
         self.name = name
         self.ready = ready if ready is not None else asyncio.Event()
         self.on_error = on_error
-        self.consumer_factory = consumer_factory
         self.bootstrap_seconds: float | None = None
         self.records = 0
 
@@ -64,8 +63,8 @@ class Tail:
 
     async def run(self) -> None:
         started = time.monotonic()
-        consumer = self.consumer_factory(
-            bootstrap_servers=self.settings.kafka_bootstrap,
+        consumer = clients.consumer(
+            self.settings,
             group_id=None,
             enable_auto_commit=False,
             auto_offset_reset="earliest",

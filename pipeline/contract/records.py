@@ -17,7 +17,7 @@ without a new version.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Final, Literal
+from typing import Annotated, Final, Literal, get_args
 
 from msgspec import Meta, Struct
 
@@ -58,6 +58,12 @@ Severity = Literal["low", "medium", "high", "critical"]
 AlertStatus = Literal["open", "closed"]
 
 SEVERITIES: Final[tuple[Severity, ...]] = ("low", "medium", "high", "critical")
+# The enumerations as sets of strings (for code that checks values itself).
+ACTIONS: Final = frozenset(get_args(Action))
+CHANNELS: Final = frozenset(get_args(Channel))
+OUTCOMES: Final = frozenset(get_args(Outcome))
+ROLES: Final = frozenset(get_args(Role))
+VERDICTS: Final = frozenset(get_args(Verdict))
 EXPORT_ACTIONS: Final = frozenset({"export_statement", "print_statement"})
 DEFAULT_TIMEZONE: Final = "Asia/Shanghai"
 

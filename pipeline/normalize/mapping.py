@@ -418,7 +418,7 @@ def normalize(mapping: Mapping, value: bytes | None, key: bytes | None = None) -
         event = decode_access_event(encoded)
     except DecodeError as exc:
         return Reject(DecodeError(exc.code, f"normalized record: {exc.message}", exc.field))
-    return Emit(event.staff_id.encode(), encoded, math.floor(event.occurred_at * 1000))
+    return Emit(event.staff_id.encode(), encoded, math.floor(event.occurred_at.timestamp() * 1000))
 
 
 def _locate(mapping: Mapping, value: bytes) -> tuple[dict[str, Any], dict[str, Any]] | Result:

@@ -39,8 +39,9 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.codec import has_lz4
 from aiokafka.errors import KafkaError
 
+from pipeline.broker import clients
 from pipeline.broker.topics import ensure_topics
-from pipeline.errors import RetriableError
+from pipeline.errors import PipelineError
 from pipeline.reference.exports import (
     FORMATS,
     KINDS,
@@ -54,7 +55,7 @@ from pipeline.reference.exports import (
     parse_csv,
     parse_jsonl,
 )
-from pipeline.settings import Settings
+from pipeline.settings import Settings, SettingsError
 
 # Sends awaited together before the next chunk is handed to the producer.
 SEND_CHUNK: Final = 10_000
@@ -85,10 +86,10 @@ def compression() -> str | None:
     return "lz4" if has_lz4() else None
 
 
-def make_producer(bootstrap: str) -> AIOKafkaProducer:
+def make_producer(settings: Settings) -> AIOKafkaProducer:
     """A throughput-minded producer: 20 ms linger, ~1 MB batches, idempotent, acks=all."""
-    return AIOKafkaProducer(
-        bootstrap_servers=bootstrap,
+    return clients.producer(
+        settings,
         acks="all",
         enable_idempotence=True,
         linger_ms=20,
@@ -224,7 +225,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"publish-reference: {exc}", file=sys.stderr)
             print(summary(tally, progress.acked, args.dry_run, None))
             return 2
-        except (KafkaError, RetriableError) as exc:
+        except (KafkaError, PipelineError, SettingsError) as exc:
             print(f"publish-reference: Kafka at {settings.kafka_bootstrap}: {exc}", file=sys.stderr)
             print(summary(tally, progress.acked, args.dry_run, None))
             return 2
@@ -238,7 +239,7 @@ async def _publish(
 ) -> float:
     """Publish ``rows``; returns the ``perf_counter`` time at which sending started."""
     await ensure_topics(settings)
-    producer = make_producer(settings.kafka_bootstrap)
+    producer = make_producer(settings)
     await producer.start()
     try:
         started = time.perf_counter()

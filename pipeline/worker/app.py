@@ -1,29 +1,45 @@
 """The Faust App, and nothing else. Agents are registered by :mod:`pipeline.worker.agents`.
 
 The consumer and commit settings are chosen by measurement (``bench/README.md``):
-large polls and stream buffers so batches fill, offsets committed every
-second (at-least-once: a crash replays at most that much).
+large polls and stream buffers so that batches fill, offsets committed every
+second (at-least-once: a crash replays at most what was not committed).
 """
 
 from __future__ import annotations
 
 import faust
 
+from pipeline.broker import clients
 from pipeline.settings import Settings
+
+# Faust's own web views, all off: /router and /table expose the cluster's layout and
+# table data (per-employee state), /graph, /performance and the statistics pages at
+# / and /assignment the worker's internals. Only the pipeline's /health and /metrics
+# (registered by the agents) and Faust's plain production index at / remain.
+BUILTIN_VIEWS = (
+    "web_router_enabled",
+    "web_tables_enabled",
+    "web_stats_enabled",
+    "web_graph_enabled",
+    "web_metrics_enabled",
+)
 
 
 def create_app(settings: Settings) -> faust.App:
-    brokers = [f"kafka://{host.strip()}" for host in settings.kafka_bootstrap.split(",")]
-    return faust.App(
+    app = faust.App(
         settings.app_id,
-        broker=brokers,
+        **clients.faust_broker_options(settings),
         store="memory://",
         datadir=str(settings.data_dir),
         web_port=settings.web_port,
         web_bind=settings.web_bind,
         web_in_thread=False,
+        web_router_enabled=False,
+        web_tables_enabled=False,
+        web_stats_enabled=False,
+        web_graph_enabled=False,
+        web_metrics_enabled=False,
         topic_partitions=settings.partitions,
-        topic_replication_factor=settings.replication_factor,
         topic_allow_declare=True,
         key_serializer="raw",
         value_serializer="raw",
@@ -37,3 +53,10 @@ def create_app(settings: Settings) -> faust.App:
         producer_max_request_size=4 * 1024 * 1024,
         table_standby_replicas=0,
     )
+    # A Faust without these settings ignores them silently and serves the views.
+    for name in BUILTIN_VIEWS:
+        if getattr(app.conf, name, None) is not False:
+            raise RuntimeError(
+                f"this faust-streaming does not honour {name}; install faust-streaming>=0.15.3"
+            )
+    return app

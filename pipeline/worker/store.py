@@ -20,7 +20,7 @@ import asyncpg
 
 from pipeline.contract.decode import DecodeError, dead_letter, decode_alert
 from pipeline.contract.records import Alert
-from pipeline.db.migrate import migrate_url
+from pipeline.db.migrate import prepare_schema
 from pipeline.errors import PoisonError
 from pipeline.settings import Settings
 from pipeline.sinks.base import AlertSink
@@ -52,8 +52,7 @@ class AlertStore:
 
     async def _get(self) -> AlertSink:
         if self._sink is None:
-            if self.s.migrate_on_start:
-                await migrate_url(self.s.migration_url)
+            await prepare_schema(self.s)
             self._sink = await self._connect(self.s.database_url)
         return self._sink
 

@@ -19,8 +19,9 @@ from typing import Any
 
 import asyncpg
 import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 
+from pipeline.broker import clients
 from pipeline.broker.topics import ensure_topics, partition_counts
 from pipeline.contract.decode import decode_access_event
 from pipeline.reference.state import Enriched
@@ -65,11 +66,11 @@ def enrich_offline(sim: Simulation) -> Iterator[Enriched]:
         yield state.enrich(event, event.occurred_at.timestamp())
 
 
-async def read_all(bootstrap: str, topic: str) -> list[dict[str, Any]]:
+async def read_all(s: Settings, topic: str) -> list[dict[str, Any]]:
     """Every record of ``topic`` up to its current end."""
-    n = (await partition_counts(Settings(kafka_bootstrap=bootstrap), [topic]))[topic]
+    n = (await partition_counts(s, [topic]))[topic]
     tps = [TopicPartition(topic, p) for p in range(n)]
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+    consumer = clients.consumer(s, group_id=None)
     await consumer.start()
     out: list[dict[str, Any]] = []
     try:
@@ -130,6 +131,8 @@ async def evaluate(args: argparse.Namespace) -> int:
         app_id=f"access-watch-eval-{run_id}",
         partitions=args.partitions,
         data_dir=out_dir / "workers",
+        # A simulated bank: the placeholder pseudonym key is fine here.
+        dev_mode=True,
     )
     config = config_from_args(args)
     t = time.monotonic()
@@ -157,7 +160,7 @@ async def _run_real(
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     await ensure_topics(s, args.partitions, replay=True)
     t = time.monotonic()
-    await publish_kafka(sim, s.kafka_bootstrap, s.topic_prefix, None, args.partitions)
+    await publish_kafka(sim, s, None, args.partitions)
     pub_s = time.monotonic() - t
     print(f"published to {s.topic_prefix}* in {pub_s:.1f} s")
 
@@ -178,7 +181,7 @@ async def _run_real(
     throughput = consumed / drain_s if drain_s > 0 else float("nan")
     print(f"drained {consumed} accesses in {drain_s:.1f} s ({throughput:,.0f} events/s)")
 
-    alerts = await read_all(s.kafka_bootstrap, s.alerts_topic)
+    alerts = await read_all(s, s.alerts_topic)
     stored = await _stored_alerts(s.database_url, {a["alert_id"] for a in alerts})
     return alerts, {
         "mode": "real pipeline (Kafka, worker processes, Postgres)",

@@ -67,9 +67,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     settings = Settings.from_env()
     partitions = args.partitions if args.partitions is not None else settings.partitions
-    stats = asyncio.run(
-        publish_kafka(sim, settings.kafka_bootstrap, settings.topic_prefix, args.rate, partitions)
-    )
+    stats = asyncio.run(publish_kafka(sim, settings, args.rate, partitions))
     print(
         f"published {stats.reference} reference records in {stats.reference_seconds:.1f} s and "
         f"{stats.events} events in {stats.events_seconds:.1f} s "

@@ -18,10 +18,11 @@ from pathlib import Path
 from typing import Any, Final
 
 import orjson
-from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError, for_code
+from aiokafka.admin import AIOKafkaAdminClient
 
+from pipeline.broker import clients
+from pipeline.broker.topics import create_topics, start_admin
+from pipeline.settings import Settings
 from pipeline.timeutil import parse_ts
 from simbank.simulate.config import SimConfig
 from simbank.simulate.model import Incident, RefRecord, Simulation
@@ -96,35 +97,19 @@ class PublishStats:
         return self.events / self.events_seconds if self.events_seconds > 0 else 0.0
 
 
-async def ensure_topics(
-    bootstrap: str, prefix: str, partitions: int = 8, replication: int = 1
-) -> list[str]:
+async def ensure_topics(settings: Settings, partitions: int = 8) -> list[str]:
     """Create the reference topics (compacted) and the access-events topic (delete) where
-    missing; returns the names created. A topic created concurrently by someone else
-    (TOPIC_ALREADY_EXISTS) is fine; any other error is raised."""
-    wanted = {prefix + ACCESS_TOPIC: ACCESS_TOPIC_CONFIG}
-    wanted.update({prefix + t: REFERENCE_TOPIC_CONFIG for t in REFERENCE_TOPICS})
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
+    missing, with the replication factor and min ISR of ``settings``; returns the names
+    created. A topic created concurrently by someone else is fine; any other error is
+    raised."""
+    prefix = settings.topic_prefix
+    wanted = {prefix + ACCESS_TOPIC: dict(ACCESS_TOPIC_CONFIG)}
+    wanted.update({prefix + t: dict(REFERENCE_TOPIC_CONFIG) for t in REFERENCE_TOPICS})
+    admin = await start_admin(settings)
     try:
-        existing = set(await admin.list_topics())
-        new = [
-            NewTopic(name, partitions, replication, topic_configs=dict(cfg))
-            for name, cfg in wanted.items()
-            if name not in existing
-        ]
-        if not new:
-            return []
-        response = await admin.create_topics(new)
-        created: list[str] = []
-        for item in response.topic_errors:
-            topic, code = item[0], item[1]
-            message = item[2] if len(item) > 2 else ""
-            if code == 0:
-                created.append(topic)
-            elif code != TopicAlreadyExistsError.errno:
-                raise for_code(code)(f"could not create topic {topic}: {message}")
-        await _wait_for_leaders(admin, [t.name for t in new])
+        created = await create_topics(admin, settings, wanted, partitions)
+        if created:
+            await _wait_for_leaders(admin, created)
         return created
     finally:
         await admin.close()
@@ -158,20 +143,21 @@ async def _wait_for_leaders(
 
 async def publish_kafka(
     sim: Simulation,
-    bootstrap: str,
-    prefix: str,
+    settings: Settings,
     rate: float | None,
     partitions: int = 8,
-    replication: int = 1,
 ) -> PublishStats:
     """Publish the reference records (all acknowledged before any event), then the events
-    keyed by staff_id with the Kafka timestamp = occurred_at. ``rate=None`` sends as fast
-    as the broker acknowledges; otherwise events are paced at ``rate`` per second."""
+    keyed by staff_id with the Kafka timestamp = occurred_at, to the topics of
+    ``settings.topic_prefix`` on its broker (its security settings applied).
+    ``rate=None`` sends as fast as the broker acknowledges; otherwise events are paced
+    at ``rate`` per second."""
     if rate is not None and rate <= 0:
         raise ValueError(f"rate must be positive, got {rate}")
-    await ensure_topics(bootstrap, prefix, partitions, replication)
-    producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap,
+    prefix = settings.topic_prefix
+    await ensure_topics(settings, partitions)
+    producer = clients.producer(
+        settings,
         acks="all",
         enable_idempotence=True,  # a retried batch is not written twice
         linger_ms=20,

@@ -10,15 +10,26 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import asyncpg
 import pytest
 from aiokafka import AIOKafkaProducer
 
+from pipeline.broker import clients
 from pipeline.broker.topics import ensure_topics
 from pipeline.settings import Settings
 from simbank.workers import WorkerProcess
-from tests.integration.kit import BOOTSTRAP, DATABASE_URL, PARTITIONS, free_port, reachable
+from tests.integration.kit import (
+    BOOTSTRAP,
+    DATABASE_URL,
+    PARTITIONS,
+    Roles,
+    broker_settings,
+    free_port,
+    reachable,
+    with_login,
+)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -69,7 +80,7 @@ def start_worker(settings: Settings, tmp_path: Path) -> Iterator[Any]:
 
 @pytest.fixture
 async def producer() -> AsyncIterator[AIOKafkaProducer]:
-    p = AIOKafkaProducer(bootstrap_servers=BOOTSTRAP, linger_ms=5)
+    p = clients.producer(broker_settings(), linger_ms=5)
     await p.start()
     yield p
     await p.stop()
@@ -86,3 +97,25 @@ async def db() -> AsyncIterator[asyncpg.Connection]:
     conn = await asyncpg.connect(DATABASE_URL)
     yield conn
     await conn.close()
+
+
+@pytest.fixture
+async def roles() -> AsyncIterator[Roles]:
+    """A fresh database (owner: the dev role) and a login role for the worker, dropped after."""
+    run = uuid.uuid4().hex[:10]
+    database, role = f"aw_roles_{run}", f"aw_worker_{run}"
+    admin = await asyncpg.connect(DATABASE_URL)
+    try:
+        await admin.execute(f'CREATE DATABASE "{database}"')
+        await admin.execute(f"CREATE ROLE \"{role}\" LOGIN PASSWORD 'worker-pw'")
+        owner = urlsplit(DATABASE_URL)
+        yield Roles(
+            database,
+            role,
+            with_login(DATABASE_URL, owner.username or "", owner.password or "", database),
+            with_login(DATABASE_URL, role, "worker-pw", database),
+        )
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        await admin.execute(f'DROP ROLE IF EXISTS "{role}"')
+        await admin.close()

@@ -10,12 +10,19 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import subprocess
+import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer, TopicPartition
+
+from pipeline.broker import clients
+from pipeline.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 BOOTSTRAP = os.environ.get("PIPELINE_KAFKA_BOOTSTRAP", "localhost:9092")
@@ -23,6 +30,11 @@ DATABASE_URL = os.environ.get(
     "PIPELINE_DATABASE_URL", "postgresql://pipeline:pipeline@localhost:5432/pipeline"
 )
 PARTITIONS = 4
+
+
+def broker_settings() -> Settings:
+    """Settings of the shared test broker (PLAINTEXT, from the environment)."""
+    return Settings(kafka_bootstrap=BOOTSTRAP)
 
 
 def reachable(host: str, port: int) -> bool:
@@ -50,10 +62,12 @@ async def read_topic(
     topic: str,
     until: Any,
     timeout: float = 90.0,
+    settings: Settings | None = None,
 ) -> list[tuple[bytes | None, bytes | None]]:
-    """Read ``topic`` from the beginning until ``until(records)`` is true."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=BOOTSTRAP, group_id=None, auto_offset_reset="earliest"
+    """Read ``topic`` from the beginning until ``until(records)`` is true (on the broker
+    of ``settings``, default the shared test broker)."""
+    consumer = clients.consumer(
+        settings or broker_settings(), group_id=None, auto_offset_reset="earliest"
     )
     await consumer.start()
     records: list[tuple[bytes | None, bytes | None]] = []
@@ -87,3 +101,38 @@ async def wait_for(fn: Any, timeout: float = 60.0, interval: float = 0.5) -> Any
         if time.monotonic() > deadline:
             raise AssertionError("condition not met in time")
         await asyncio.sleep(interval)
+
+
+def with_login(url: str, user: str, password: str, database: str) -> str:
+    """``url`` with another user, password and database."""
+    parts = urlsplit(url)
+    netloc = f"{user}:{password}@{parts.hostname or 'localhost'}:{parts.port or 5432}"
+    return urlunsplit((parts.scheme, netloc, f"/{database}", parts.query, ""))
+
+
+@dataclass(frozen=True)
+class Roles:
+    """A throwaway database owned by the dev role, and a throwaway worker login role."""
+
+    database: str
+    worker_role: str
+    owner_url: str
+    worker_url: str
+
+
+def migrate_as_owner(r: Roles, *args: str) -> subprocess.CompletedProcess[str]:
+    """``pipeline migrate ARGS`` with the owner's DSN in PIPELINE_MIGRATE_DATABASE_URL."""
+    env = {
+        **os.environ,
+        # The workers' DSN: were migrate to use it, every CREATE would fail.
+        "PIPELINE_DATABASE_URL": r.worker_url,
+        "PIPELINE_MIGRATE_DATABASE_URL": r.owner_url,
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline", "migrate", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )

@@ -9,8 +9,9 @@ import uuid
 
 import asyncpg
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import NewTopic
 
+from pipeline.broker import clients
 from pipeline.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -19,7 +20,7 @@ pytestmark = pytest.mark.integration
 async def test_kafka_creates_and_lists_a_topic() -> None:
     settings = Settings.from_env()
     topic = f"infra-check-{uuid.uuid4().hex[:12]}"
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    admin = clients.admin(settings)
     await admin.start()
     try:
         await admin.create_topics([NewTopic(topic, num_partitions=3, replication_factor=1)])

@@ -132,3 +132,25 @@ def test_dockerfile_runs_the_worker_as_non_root() -> None:
     healthchecks = [a for k, a in instructions if k == "HEALTHCHECK"]
     assert healthchecks
     assert "localhost:6066/health" in healthchecks[-1]
+
+
+def test_compose_worker_starts_only_because_it_is_a_dev_stack(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    from pipeline.settings import PLACEHOLDER_PSEUDONYM_KEYS, Settings, SettingsError
+
+    env = _env(services["worker"])
+    key = env["PIPELINE_PSEUDONYM_KEY"].removeprefix("${PIPELINE_PSEUDONYM_KEY:-").rstrip("}")
+    assert key in PLACEHOLDER_PSEUDONYM_KEYS
+    assert env["PIPELINE_DEV_MODE"] == "${PIPELINE_DEV_MODE:-true}"
+    # The same key without the flag is refused.
+    with pytest.raises(SettingsError, match="PIPELINE_PSEUDONYM_KEY"):
+        Settings(pseudonym_key=key).check_production()
+    assert env["PIPELINE_WEB_BIND"] == "0.0.0.0"
+
+
+def test_dockerfile_sets_no_dev_mode_and_binds_the_container_interfaces() -> None:
+    envs = " ".join(a for k, a in _dockerfile_instructions() if k == "ENV")
+    assert "PIPELINE_DEV_MODE" not in envs
+    assert "PIPELINE_PSEUDONYM_KEY" not in envs
+    assert "PIPELINE_WEB_BIND=0.0.0.0" in envs
