@@ -13,8 +13,9 @@ carried into the next days with a half-life of ``slow_half_life_days``
 
 **Incidents.** Crossing ``open_at`` opens an incident that takes along the
 recent evidence (at most ``MAX_PENDING`` accesses); later evidence joins it,
-and news an analyst cares about (a new reason, a higher severity, 25 % more
-events, enough new weight, or an hour of event time with new evidence)
+and news an analyst cares about (a new reason, a higher severity, 25 % and at
+least 5 more events, enough new weight, or an hour of event time with new
+evidence)
 re-emits the alert with the same ``alert_id`` and ``revision + 1``. Once risk
 has decayed below ``close_below`` the incident closes, and a last revision
 with ``status: closed`` is emitted (contract v1.1).
@@ -57,8 +58,9 @@ class RiskConfig:
     slow_drift: float = 12.0
     open_at: float = 50.0
     close_below: float = 10.0
-    reemit_growth: float = 1.25
-    reemit_weight: float = 25.0
+    reemit_growth: float = 1.25  # re-emit on 25 % more events ...
+    reemit_min_events: int = 5  # ... and at least this many more
+    reemit_weight: float = 25.0  # ... or this much new weight (and 25 % of the total)
     reemit_after_s: float = 3600.0
 
     def risk(self, fast: float, slow: float) -> float:
@@ -301,7 +303,9 @@ class IncidentTracker:
             inc.revision == 0
             or sorted(inc.reasons) != inc.emitted_codes
             or severity(inc, cfg) != inc.emitted_severity
-            or inc.event_count >= inc.emitted_count * cfg.reemit_growth
+            or inc.event_count
+            >= inc.emitted_count
+            + max(cfg.reemit_min_events, (cfg.reemit_growth - 1) * inc.emitted_count)
             or inc.unemitted_weight
             >= max(cfg.reemit_weight, (cfg.reemit_growth - 1) * inc.total_weight())
             or at - inc.emitted_at >= cfg.reemit_after_s

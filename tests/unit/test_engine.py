@@ -1,261 +1,310 @@
-"""Engine: events in, newest alert revisions out; StaffStore write-behind and restarts."""
+"""The pure core: arrival checks, the day barrier, replays, determinism, closing, learning."""
 
 from __future__ import annotations
 
-import copy
-import json
+from datetime import timedelta
 from typing import Any
 
+import msgspec
+import orjson
 import pytest
 
-from pipeline.alerts.ids import Pseudonymizer, alert_id_for
-from pipeline.alerts.incidents import RiskConfig
-from pipeline.broker.partitioning import key_for_partition
-from pipeline.contract.records import AccessEvent, Alert, Assignment, StaffRecord
-from pipeline.core.engine import Engine, StaffStore
-from pipeline.detect.behaviour import FEEDBACK_FACTOR
-from pipeline.detect.catalogue import CATALOGUE
-from pipeline.reference.state import ReferenceState
-from pipeline.timeutil import parse_ts
+from pipeline.core import engine as engine_module
+from pipeline.core.state import StaffState, decode_staff
+from pipeline.peers.days import PeerDay, Watermark
+from tests.unit.corekit import T0, Feeder, access, core, world
 
-# 09:00 local (Asia/Shanghai): inside the default shift, so only the rules below fire.
-T0 = parse_ts("2026-03-02T09:00:00+08:00")
-CFG = RiskConfig()
-STEP = CFG.reemit_after_s  # events this far apart are each re-emitted
-WALL = parse_ts("2026-05-01T00:00:00Z")
+CREDIT = "credit_report_without_authorization"
 
 
-def reference() -> ReferenceState:
-    state = ReferenceState()
-    for sid, role in (("CM", "customer_manager"), ("TL", "teller")):
-        state.apply_staff(StaffRecord(sid, f"BR-{sid}", role, "active", T0 - 86400.0))
-    state.apply_assignment(Assignment("CM", "MINE", "relationship_manager", T0 - 86400.0, None))
-    return state
+def credit(n: int, staff: str = "S1", **kw: Any) -> dict[str, Any]:
+    return access(n, staff, "C1", action="credit_report_query", **kw)
 
 
-def engine(store: StaffStore | None = None) -> Engine:
-    return Engine(reference(), Pseudonymizer("k"), store=store, clock=lambda: WALL)
-
-
-def ev(
-    n: int,
-    at: float,
-    staff_id: str = "CM",
-    action: str = "credit_report_query",
-    customer: str = "MINE",
-) -> AccessEvent:
-    return AccessEvent(
-        event_id=f"{staff_id}-{n}",
-        occurred_at=at,
-        staff_id=staff_id,
-        customer_id=customer,
-        action=action,
-        channel="crm_web",
-        branch_id="BR-T",
+def ids(alerts: list[dict[str, Any]]) -> list[tuple[str, int, tuple[str, ...], str]]:
+    """What determinism compares: every revision's id, number, events and status."""
+    return sorted(
+        (a["alert_id"], a["revision"], tuple(a["event_ids"]), a.get("status", "open"))
+        for a in alerts
     )
 
 
-def stream() -> list[AccessEvent]:
-    """Interleaved: CM and TL query credit reports without authorization; harmless views between.
-
-    Each credit query is the only signal of its event and alone opens an incident.
-    """
-    out: list[AccessEvent] = []
-    for i in range(1, 6):
-        at = T0 + i * STEP
-        out.append(ev(i, at))
-        out.append(ev(100 + i, at + 1, action="view_balance"))  # assigned customer: no signal
-        if i <= 3:
-            out.append(ev(200 + i, at + 2, staff_id="TL", customer=f"WALKIN-{i}"))
-        out.append(ev(300 + i, at + 3, staff_id="TL", action="view_profile", customer="W"))
-    return out
+# -- arrival ---------------------------------------------------------------------------
 
 
-def as_json(alerts: list[Alert]) -> list[dict[str, Any]]:
-    return [a.to_json() for a in alerts]
+def test_a_policy_violation_alerts_at_the_first_access() -> None:
+    f = Feeder(core(world(customers=[("C1", "BR1", "normal")])))
+    out = f.feed(credit(1))
+    assert [a.emitted.alert.revision for a in out.alerts] == [1]
+    alert = out.alerts[0].emitted.alert
+    assert alert.event_ids == ["ev-S1-1"]
+    assert alert.severity in ("high", "critical")
+    assert [r.code for r in alert.reasons] == [CREDIT]
+    assert out.done == [(0, 0)]
+    assert [e.event_id for e in out.alerts[0].emitted.evidence] == ["ev-S1-1"]
 
 
-def test_assumptions_of_this_module() -> None:
-    assert CATALOGUE["credit_report_without_authorization"].weight >= CFG.fast_open
-    eng = engine()
-    first = eng.process(ev(1, T0))
-    assert first is not None and first.revision == 1
-    assert [r.code for r in first.reasons] == ["credit_report_without_authorization"]
-    assert eng.process(ev(2, T0 + 1, action="view_balance")) is None
-    assert eng.process(ev(3, T0 + 2, staff_id="TL", action="view_profile", customer="W")) is None
+@pytest.mark.parametrize(
+    ("value", "key", "code"),
+    [
+        (b"{not json", "S1", "malformed_json"),
+        (orjson.dumps({**access(1), "action": "steal"}), "S1", "unknown_enum"),
+        (orjson.dumps(access(1)), "S2", "key_mismatch"),
+        (orjson.dumps(access(1)), None, "key_mismatch"),
+        (orjson.dumps({**access(1), "occurred_at": "2150-01-01T00:00:00Z"}), "S1", "bad_timestamp"),
+        (orjson.dumps({**access(1), "record_count": 1e308}), "S1", "wrong_type"),
+        (
+            orjson.dumps(access(1))[:-1] + b',"record_count":18446744073709551616}',
+            "S1",
+            "invalid_value",
+        ),
+        (orjson.dumps({**access(1), "branch_id": "B" * 60_000}), "S1", "invalid_value"),
+        (None, "S1", "tombstone"),
+    ],
+)
+def test_bad_records_are_dead_lettered_and_the_partition_goes_on(
+    value: bytes | None, key: str | None, code: str
+) -> None:
+    f = Feeder(core(world(customers=[("C1", "BR1", "normal")])))
+    f.core.offer([f.inbound(value, key=key if key is None else key.encode())])
+    f.core.offer([f.inbound(credit(2))])
+    out = f.core.drain()
+    assert [dl.error.code for dl, _ in out.dead_letters] == [code]
+    assert sorted(out.done) == [(0, 0), (0, 1)]
+    assert [a.emitted.alert.event_ids for a in out.alerts] == [["ev-S1-2"]]
 
 
-def test_process_batch_returns_every_revision_in_order() -> None:
-    """Each revision carries its own event time: a batch must not hide the early ones."""
-    events = stream()
-    one_by_one = engine()
-    every = [a for a in (one_by_one.process(x) for x in events) if a is not None]
-    assert len(every) == 5 + 3
-
-    batch = engine().process_batch(events)
-    assert as_json(batch) == as_json(every)
-    newest = {a.staff_id: a for a in batch}
-    assert set(newest) == {"CM", "TL"}
-    assert (newest["CM"].revision, newest["CM"].event_count) == (5, 5)
-    assert newest["CM"].alert_id == alert_id_for("CM", "CM-1")
-    assert (newest["TL"].revision, newest["TL"].event_count) == (3, 3)
-    assert newest["TL"].alert_id == alert_id_for("TL", "TL-201")
-    assert [a.revision for a in batch if a.staff_id == "CM"] == [1, 2, 3, 4, 5]
+def test_an_access_far_ahead_of_the_partition_watermark_is_dead_lettered() -> None:
+    f = Feeder(core(world(customers=[("C1", "BR1", "normal")]), max_event_skew_s=86400.0))
+    f.feed(access(1))
+    out = f.feed(credit(2, at=T0 + timedelta(days=3)), credit(3, minutes=5))
+    assert [dl.error.code for dl, _ in out.dead_letters] == ["clock_skew"]
+    assert [a.emitted.alert.event_ids for a in out.alerts] == [["ev-S1-3"]]
+    ps = f.core.store.partition(0)
+    assert ps.watermark == pytest.approx((T0 + timedelta(minutes=5)).timestamp())
+    assert ps.skew_rejected == [1]
 
 
-def test_process_batch_keeps_two_incidents_of_one_staff() -> None:
-    later = T0 + 20 * CFG.slow_half_life_s  # the first incident has long closed
-    events = [ev(i, T0 + i * STEP) for i in range(1, 3)]
-    events += [ev(i, later + i * STEP) for i in range(3, 9)]
-    one_by_one = engine()
-    every = [a for a in (one_by_one.process(x) for x in events) if a is not None]
-    newest: dict[str, Alert] = {}
-    for a in every:
-        newest[a.alert_id] = a
-    batch = engine().process_batch(events)
-    assert as_json(batch) == as_json(every)
-    out = list(newest_per_alert(batch).values())
-    assert len(out) == 2 < len(every)
-    assert out[0].alert_id == alert_id_for("CM", "CM-1")
-    assert out[0].revision == 2 and out[0].event_ids == ["CM-1", "CM-2"]
-    assert out[1].alert_id != out[0].alert_id
-    assert set(out[1].event_ids) <= {f"CM-{i}" for i in range(3, 9)}
+def test_a_redelivered_skew_rejection_is_rejected_again() -> None:
+    ref = world(customers=[("C1", "BR1", "normal")])
+    f = Feeder(core(ref, max_event_skew_s=86400.0))
+    far = credit(2, at=T0 + timedelta(days=3))
+    f.feed(access(1), far)
+    f.feed(*(access(10 + i, minutes=i * 10) for i in range(3)))  # the watermark moves on
+    replay = core(ref, max_event_skew_s=86400.0)
+    replay.store.backing = f.core.store.backing
+    replay.offer([engine_module.Inbound(0, 1, b"S1", orjson.dumps(far))])
+    out = replay.drain()
+    assert [dl.error.code for dl, _ in out.dead_letters] == ["clock_skew"]
 
 
-def newest_per_alert(alerts: list[Alert]) -> dict[str, Alert]:
-    newest: dict[str, Alert] = {}
-    for a in alerts:
-        newest[a.alert_id] = a
-    return newest
+def test_a_defect_on_one_record_is_dead_lettered_and_the_next_records_processed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    real = engine_module.evaluate_rules
+
+    def flaky(e: Any) -> Any:
+        if e.event.event_id == "ev-S1-1":
+            raise ZeroDivisionError("boom")
+        return real(e)
+
+    monkeypatch.setattr(engine_module, "evaluate_rules", flaky)
+    f = Feeder(core(world(customers=[("C1", "BR1", "normal")])))
+    out = f.feed(credit(1), credit(2))
+    assert [(dl.error.code, dl.offset) for dl, _ in out.dead_letters] == [("processing_error", 0)]
+    assert [a.emitted.alert.event_ids for a in out.alerts] == [["ev-S1-2"]]
+    assert sorted(out.done) == [(0, 0), (0, 1)]
 
 
-def test_process_batch_of_nothing() -> None:
-    assert engine().process_batch([]) == []
+# -- replays and crashes -----------------------------------------------------------------
 
 
-def test_split_batches_give_the_same_final_alerts() -> None:
-    events = stream()
-    eng = engine()
-    final: dict[str, dict[str, Any]] = {}
-    for part in (events[:7], events[7:11], events[11:]):
-        for a in eng.process_batch(part):
-            final[a.alert_id] = a.to_json()
-    whole = newest_per_alert(engine().process_batch(events))
-    assert list(final.values()) == [a.to_json() for a in whole.values()]
+def test_a_replay_after_the_state_was_written_changes_nothing() -> None:
+    ref = world(customers=[("C1", "BR1", "normal")])
+    f = Feeder(core(ref))
+    records = [f.inbound(credit(n, minutes=n)) for n in range(1, 6)]
+    f.core.offer(records)
+    first = f.core.drain()
+    f.core.store.flush()
+    assert first.alerts
+    restarted = core(ref)
+    restarted.store.backing = f.core.store.backing
+    for rec in first.peer_records:
+        restarted.book.add(rec)
+    restarted.offer(records)
+    again = restarted.drain()
+    assert again.alerts == [] and again.dead_letters == []
+    assert sorted(again.done) == sorted(first.done)
+    assert restarted.stats.duplicates == 5
 
 
-def test_stats_count_events_signals_alerts() -> None:
-    eng = engine()
-    events = stream()
-    out = [eng.process(x) for x in events]
-    assert eng.stats.events == len(events)
-    assert eng.stats.signals == 5 + 3
-    assert eng.stats.alerts == sum(1 for a in out if a is not None) == 5 + 3
-    assert eng.stats.newest_event_at == max(x.occurred_at for x in events)
+def test_a_crash_before_the_state_was_written_replays_the_same_alerts() -> None:
+    ref = world(customers=[("C1", "BR1", "normal")])
+    f = Feeder(core(ref))
+    first = f.feed(credit(1))  # written
+    backing = dict(f.core.store.backing)  # type: ignore[call-overload]
+    later = [f.inbound(credit(n, minutes=10 * n)) for n in range(2, 6)]
+    f.core.offer(later)
+    out = f.core.drain()  # published, then the worker dies before writing state
+    restarted = core(ref)
+    restarted.store.backing = backing
+    for rec in first.peer_records + out.peer_records:  # what the peer topic holds
+        restarted.book.add(rec)
+    restarted.offer(later)
+    again = restarted.drain()
+
+    def view(o: Any) -> list[Any]:
+        return [msgspec.to_builtins(a.emitted.alert) for a in o.alerts]
+
+    assert ids(view(again)) == ids(view(out))
 
 
-def test_flush_writes_json_values_and_clears_dirty() -> None:
-    backing: dict[str, Any] = {}
-    store = StaffStore(backing=backing)
-    engine(store).process_batch(stream())
-    assert store.flush() == 2
-    # the two employees, the peer baselines of their partition (one partition here),
-    # and its online model's first checkpoint
-    assert set(backing) == {
-        "CM",
-        "TL",
-        key_for_partition("peers", 0, 1),
-        key_for_partition("model", 0, 1),
-    }
-    for value in backing.values():
-        assert isinstance(value, bytes)
-        decoded = json.loads(value)  # plain UTF-8 JSON: no pickles
-        assert json.dumps(decoded, allow_nan=False)  # and no NaN
-    assert not store.dirty
-    assert store.flush() == 0
+def test_the_same_event_id_published_twice_counts_once() -> None:
+    f = Feeder(core(world(customers=[("C1", "BR1", "normal")])))
+    out = f.feed(credit(1), credit(1))
+    assert len(out.alerts) == 1
+    assert f.core.stats.duplicates == 1
 
 
-def _run_with_restart(backing: Any, cut: int) -> list[dict[str, Any]]:
-    """Process the stream with a fresh engine after ``cut`` events; newest alerts."""
-    events = stream()
-    first = engine(StaffStore(backing=backing))
-    before = first.process_batch(events[:cut])
-    first.store.flush()
-    second = engine(StaffStore(backing=backing))
-    after = second.process_batch(events[cut:])
-    merged = {a.alert_id: a.to_json() for a in before}
-    merged.update((a.alert_id, a.to_json()) for a in after)
-    return list(merged.values())
+# -- determinism ----------------------------------------------------------------------------
 
 
-class BytesBacking:
-    """Stores serialized bytes, as the changelog topic does."""
-
-    def __init__(self) -> None:
-        self.data: dict[str, bytes] = {}
-
-    def get(self, key: str, /) -> Any:
-        return self.data.get(key)
-
-    def __setitem__(self, key: str, value: Any, /) -> None:
-        assert isinstance(value, bytes)
-        self.data[key] = bytes(value)  # what a changelog record holds
-
-
-@pytest.mark.parametrize("kind", ["dict", "bytes"])
-def test_new_engine_over_same_backing_continues_the_incidents(kind: str) -> None:
-    expected = [a.to_json() for a in newest_per_alert(engine().process_batch(stream())).values()]
-    for cut in range(1, len(stream())):
-        backing: Any = {} if kind == "dict" else BytesBacking()
-        assert _run_with_restart(backing, cut) == expected, cut
+def _bank_events() -> list[dict[str, Any]]:
+    events = []
+    for day in range(3):
+        for n in range(12):
+            for sid in ("S1", "S2", "S3", "S4"):
+                customer = f"C{(n * 7 + day) % 9}"
+                action = "credit_report_query" if (n + day) % 11 == 0 else "view_profile"
+                events.append(
+                    access(
+                        day * 100 + n,
+                        sid,
+                        customer,
+                        at=T0 + timedelta(days=day, minutes=n * 20),
+                        action=action,
+                    )
+                )
+    events.sort(key=lambda e: e["occurred_at"])
+    return events
 
 
-def test_restart_then_redelivery_is_a_no_op() -> None:
-    backing = BytesBacking()
-    first = engine(StaffStore(backing=backing))
-    first.process_batch(stream())
-    first.store.flush()
-    again = engine(StaffStore(backing=backing))
-    assert again.process_batch(stream()) == []
-    assert again.stats.events == len(stream())
+def _bank_world() -> Any:
+    staff = [(f"S{i}", "BR1", "customer_manager") for i in range(1, 5)]
+    customers = [
+        (f"C{i}", "BR1" if i < 4 else "BR2", "vip" if i == 8 else "normal") for i in range(9)
+    ]
+    return world(staff=staff, customers=customers, assigned=[("S1", "C1"), ("S2", "C2")])
 
 
-def test_forget_reloads_from_backing() -> None:
-    backing: dict[str, Any] = {}
-    store = StaffStore(backing=backing)
-    eng = engine(store)
-    opened = eng.process_batch([ev(1, T0)])
-    store.flush()
-    store.forget()
-    assert not store.cache and not store.dirty
-    out = eng.process_batch([ev(2, T0 + STEP)])
-    assert [(a.alert_id, a.revision, a.event_count) for a in out] == [(opened[0].alert_id, 2, 2)]
+def _run(partitions: int, batch: int) -> list[dict[str, Any]]:
+    f = Feeder(core(_bank_world(), partitions=partitions))
+    events = _bank_events()
+    for i in range(0, len(events), batch):
+        f.feed(*events[i : i + batch])
+    return f.alerts()
 
 
-def test_feedback_is_kept_in_the_staff_state() -> None:
-    backing = BytesBacking()
-    eng = engine(StaffStore(backing=backing))
-    eng.apply_feedback("CM", ["credit_report_without_authorization"])
-    eng.store.flush()
-    assert "CM" in backing.data
-    restarted = engine(StaffStore(backing=backing))
-    restarted.process(ev(1, T0))
-    weight = CATALOGUE["credit_report_without_authorization"].weight
-    assert restarted.store.get("CM").risk.risk == pytest.approx(weight * FEEDBACK_FACTOR)
-    # Someone else's weight is untouched.
-    restarted.process(ev(2, T0, staff_id="TL", customer="X"))
-    assert restarted.store.get("TL").risk.risk == pytest.approx(weight)
+def test_alerts_do_not_depend_on_the_partition_count_or_the_batching() -> None:
+    reference = _run(partitions=1, batch=1000)
+    assert reference, "the scenario raises alerts"
+    for partitions, batch in ((4, 1000), (4, 1), (3, 7)):
+        assert ids(_run(partitions, batch)) == ids(reference), (partitions, batch)
 
 
-def test_unflushed_work_does_not_leak_into_backing() -> None:
-    backing: dict[str, Any] = {}
-    first = engine(StaffStore(backing=backing))
-    events = [ev(1, T0), ev(2, T0 + STEP)]
-    first.process_batch(events[:1])
-    first.store.flush()
-    flushed = copy.deepcopy(backing)
-    first.process_batch(events[1:])  # processed, then the worker dies before flushing
-    assert backing == flushed
-    # At-least-once: the restarted worker gets the last event again and must emit it.
-    out = engine(StaffStore(backing=backing)).process_batch(events[1:])
-    assert [(a.revision, a.event_count) for a in out] == [(2, 2)]
+# -- the day barrier ------------------------------------------------------------------------
+
+
+def test_a_partition_waits_at_a_day_boundary_until_every_partition_published_the_day() -> None:
+    ref = world(staff=[("S1", "BR1", "customer_manager"), ("S2", "BR1", "customer_manager")])
+    c = core(ref, partitions=2)
+    f = Feeder(c)
+    p1 = f.inbound(access(1, "S1", minutes=0)).partition
+    p2 = f.inbound(access(2, "S2", minutes=0)).partition
+    assert p1 != p2, "the two staff live on different partitions"
+    f.offsets = [0, 0]
+    c.offer([f.inbound(access(1, "S1")), f.inbound(access(2, "S2"))])
+    c.drain(caught_up=lambda p: False)
+    c.offer([f.inbound(access(3, "S1", at=T0 + timedelta(days=1)))])
+    out = c.drain(caught_up=lambda p: False)
+    assert c.waiting() == 1, "S1's next day waits: S2's partition has not published day 1"
+    assert any(isinstance(r, PeerDay) and r.partition == p1 for r in out.peer_records)
+    c.offer([f.inbound(access(4, "S2", at=T0 + timedelta(days=1, minutes=1)))])
+    out = c.drain(caught_up=lambda p: False)
+    assert c.waiting() == 0
+    assert {r.partition for r in out.peer_records if isinstance(r, PeerDay)} >= {p2}
+    assert c.book.complete_through() is not None
+
+
+def test_an_idle_partition_publishes_the_days_that_ended_before_the_newest_access() -> None:
+    ref = world(staff=[("S1", "BR1", "customer_manager")])
+    c = core(ref, partitions=3, allowed_lateness_s=3600.0)
+    f = Feeder(c)
+    c.offer([f.inbound(access(1, "S1")), f.inbound(access(2, "S1", at=T0 + timedelta(days=1)))])
+    c.drain(caught_up=lambda p: False)
+    assert c.waiting() == 2, "the empty partitions are not known to be idle yet"
+    c.drain(caught_up=lambda p: True)
+    assert c.waiting() == 0
+    wms = [r for r in c._out.peer_records if isinstance(r, Watermark)]  # nothing left over
+    assert wms == []
+
+
+# -- closing, learning, feedback --------------------------------------------------------------
+
+
+def test_an_incident_that_decays_is_closed_with_a_final_revision() -> None:
+    ref = world(
+        staff=[("S1", "BR1", "customer_manager"), ("S2", "BR1", "customer_manager")],
+        customers=[("C1", "BR1", "normal")],
+    )
+    f = Feeder(core(ref))
+    f.feed(credit(1))
+    f.feed(access(2, "S2", at=T0 + timedelta(days=2)))  # time passes on the partition
+    alerts = f.alerts()
+    assert [a["status"] if "status" in a else "open" for a in alerts] == ["open", "closed"]
+    assert alerts[1]["alert_id"] == alerts[0]["alert_id"]
+    assert alerts[1]["revision"] == alerts[0]["revision"] + 1
+    assert f.core.store.partition(0).open_incidents == []
+
+
+def _burst(f: Feeder, start: Any, n: int = 40) -> None:
+    f.feed(*(access(1000 + i, "S1", f"X{i}", at=start, minutes=i) for i in range(n)))
+
+
+def test_learning_period_learns_but_alerts_only_on_policy_violations() -> None:
+    customers = [(f"X{i}", "BR2", "normal") for i in range(40)] + [("C1", "BR1", "normal")]
+    learning_end = (T0 + timedelta(days=1)).timestamp()
+    f = Feeder(core(world(customers=customers), learn_until=learning_end))
+    _burst(f, T0)
+    assert f.alerts() == [], "a burst of other-branch look-ups during learning raises nothing"
+    f.feed(credit(2, minutes=60))
+    assert [r["code"] for r in f.alerts()[0]["reasons"]] == [CREDIT]
+    cold = Feeder(core(world(customers=customers)))
+    _burst(cold, T0)
+    assert cold.alerts(), "without the learning period the same burst alerts"
+
+
+def test_feedback_applies_once_per_alert_and_never_to_policy_codes() -> None:
+    f = Feeder(core(world()))
+    c = f.core
+    codes = [CREDIT, "other_branch_customer_access"]
+    assert c.apply_feedback("S1", 0, "al-1", "false_positive", codes)
+    assert not c.apply_feedback("S1", 0, "al-1", "false_positive", codes), "redelivered"
+    fb = c.store.staff("S1", 0).behaviour.feedback
+    assert fb == {"other_branch_customer_access": 0.5}
+    for n in range(2, 10):
+        c.apply_feedback("S1", 0, f"al-{n}", "benign_true_positive", codes)
+    assert fb["other_branch_customer_access"] == 0.25, "bounded below"
+    assert c.apply_feedback("S1", 0, "al-99", "true_positive", codes)
+    assert fb["other_branch_customer_access"] == 0.5, "a true positive restores"
+
+
+def test_an_unreadable_state_is_reset_counted_and_processing_goes_on() -> None:
+    ref = world(customers=[("C1", "BR1", "normal")])
+    c = core(ref)
+    c.store.backing["S1"] = b"\x93garbage"  # type: ignore[index]
+    f = Feeder(c)
+    out = f.feed(credit(1))
+    assert out.alerts
+    assert c.store.resets[("staff", "corrupt")] == 1
+    assert isinstance(decode_staff(c.store.backing.get("S1") or b""), StaffState)
