@@ -84,7 +84,7 @@ class Feeder:
         self.offsets = [0] * c.config.partitions
         self.out: list[Outbox] = []
 
-    def inbound(self, value: Any, key: bytes | None | str = "auto") -> Inbound:
+    def inbound(self, value: Any, key: bytes | str | None = "auto") -> Inbound:
         raw = value if isinstance(value, bytes) or value is None else orjson.dumps(value)
         if key == "auto":
             k: bytes | None = str(value["staff_id"]).encode() if isinstance(value, dict) else None
@@ -97,7 +97,7 @@ class Feeder:
         self.offsets[p] += 1
         return rec
 
-    def feed(self, *values: Any, key: bytes | None | str = "auto") -> Outbox:
+    def feed(self, *values: Any, key: bytes | str | None = "auto") -> Outbox:
         self.core.offer([self.inbound(v, key) for v in values])
         out = self.core.drain()
         self.core.store.flush()

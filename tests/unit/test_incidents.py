@@ -18,7 +18,7 @@ from pipeline.contract.decode import decode_access_event
 from pipeline.contract.records import MAX_EVENT_IDS
 from pipeline.detect.signals import Signal
 from pipeline.reference.state import Enriched
-from tests.unit.corekit import T0, access, world
+from tests.unit.corekit import access, world
 
 CFG = RiskConfig()
 
