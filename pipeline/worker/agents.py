@@ -21,6 +21,7 @@ from typing import Any, Final
 
 import faust
 from aiokafka.errors import IllegalStateError
+from faust.exceptions import ConsumerNotStarted
 
 from pipeline.settings import Settings
 from pipeline.worker.runtime import Runtime
@@ -67,7 +68,7 @@ class FaustConsumer:
     def highwater(self, partition: int) -> int | None:
         try:
             high = self.app.consumer.highwater(self._tp(partition))
-        except IllegalStateError:  # not assigned (any more)
+        except (IllegalStateError, ConsumerNotStarted):  # not assigned (any more), or starting
             return None
         return None if high is None else int(high)
 
@@ -86,7 +87,12 @@ def _exit() -> None:
     os._exit(EXIT_AGENT_FAILED)
 
 
-def register(app: faust.App, s: Settings) -> Runtime:
+def register(
+    app: faust.App, s: Settings, producer: Any = None, backing: Any = None
+) -> Runtime:
+    """Declare the table, agents, tasks, timer and pages. Tests (Faust's
+    ``test_context``, where no producer runs) pass a ``producer`` and a state
+    ``backing`` (a dict) instead of Faust's producer and the table."""
     table = app.Table(
         "staff-state",
         default=None,
@@ -97,7 +103,12 @@ def register(app: faust.App, s: Settings) -> Runtime:
         help="per-employee and per-partition state (versioned msgpack, pipeline.core.state)",
     )
     consumer = FaustConsumer(app, s.access_topic)
-    rt = Runtime(s, FaustProducer(app), TableBacking(table), consumer)
+    rt = Runtime(
+        s,
+        producer or FaustProducer(app),
+        backing if backing is not None else TableBacking(table),
+        consumer,
+    )
 
     def topic(name: str) -> Any:
         return app.topic(name, partitions=s.partitions)

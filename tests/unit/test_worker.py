@@ -1,0 +1,213 @@
+"""The worker's thin agents (Faust's test_context) and services, on in-memory twins."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import msgspec
+import orjson
+import pytest
+from aiokafka.errors import KafkaTimeoutError
+
+from pipeline.contract.decode import decode_alert
+from pipeline.settings import Settings
+from pipeline.sinks.base import MemorySink
+from pipeline.worker import store as store_module
+from pipeline.worker.agents import register
+from pipeline.worker.app import create_app
+from pipeline.worker.feedback import StaffVerdict, decode_staff_verdict
+from pipeline.worker.health import STALL_S, Health
+from tests.unit.corekit import access
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "schemas" / "examples"
+ALERT = (EXAMPLES / "alert" / "valid" / "minimal.json").read_bytes()
+
+
+class FakeProducer:
+    """Records what is sent; ``fail`` sends raise a broker timeout first."""
+
+    def __init__(self, fail: int = 0) -> None:
+        self.sent: list[tuple[str, bytes | None, bytes | None]] = []
+        self.fail = fail
+
+    async def send(self, topic: str, key: bytes | None, value: bytes | None) -> Any:
+        if self.fail:
+            self.fail -= 1
+            raise KafkaTimeoutError("broker away")
+        self.sent.append((topic, key, value))
+        fut = asyncio.get_running_loop().create_future()
+        fut.set_result(None)
+        return fut
+
+    def on(self, topic: str) -> list[tuple[bytes | None, bytes | None]]:
+        return [(k, v) for t, k, v in self.sent if t == topic]
+
+
+class FlakySink(MemorySink):
+    """Fails the first ``n`` alert writes the way a Postgres failover does."""
+
+    def __init__(self, n: int, exc: BaseException) -> None:
+        super().__init__()
+        self.n = n
+        self.exc = exc
+        self.closes = 0
+
+    async def write_alerts(self, alerts: Any) -> Any:
+        if self.n:
+            self.n -= 1
+            raise self.exc
+        return await super().write_alerts(alerts)
+
+    async def close(self) -> None:
+        self.closes += 1
+
+
+@pytest.fixture
+def settings() -> Settings:
+    return Settings(dev_mode=True, partitions=1, topic_prefix="tw.", app_id="tw")
+
+
+@pytest.fixture(autouse=True)
+def no_migrations(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    async def nothing(settings: Settings) -> list[str]:
+        return []
+
+    monkeypatch.setattr(store_module, "prepare_schema", nothing)
+    yield
+
+
+def worker(settings: Settings, sink: MemorySink, producer: FakeProducer) -> Any:
+    app = create_app(settings)
+    app.finalize()
+    app.conf.store = "memory://"
+    app.flow_control.resume()
+    rt = register(app, settings, producer=producer, backing={})
+
+    async def connect(url: str) -> MemorySink:
+        return sink
+
+    rt.store._connect = connect  # type: ignore[assignment]
+    rt.reference_tail.ready.set()
+    rt.peer_tail.ready.set()
+    return app, rt
+
+
+async def until(fn: Any, timeout: float = 10.0) -> None:
+    for _ in range(int(timeout / 0.05)):
+        if fn():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("condition not met")
+
+
+async def test_access_agent_scores_and_publishes(settings: Settings) -> None:
+    sink, producer = MemorySink(), FakeProducer()
+    app, rt = worker(settings, sink, producer)
+    async with app.agents["score-access"].test_context() as agent:
+        await agent.put(key=b"S1", value=orjson.dumps(access(1, action="credit_report_query")))
+        await agent.put(key=b"S1", value=b"{broken")
+        await until(lambda: producer.on(settings.alerts_topic) and producer.on(settings.dlq_topic))
+    (key, value), *_ = producer.on(settings.alerts_topic)
+    assert key == b"S1" and decode_alert(value).event_ids == ["ev-S1-1"]
+    assert producer.on(settings.evidence_topic), "evidence goes to the alert store"
+    letter = orjson.loads(producer.on(settings.dlq_topic)[0][1] or b"")
+    assert letter["error"]["code"] == "malformed_json"
+    assert rt.access.holding() == 0, "everything handled was acknowledged"
+
+
+async def test_store_agent_writes_alerts_and_dead_letters_what_it_cannot(
+    settings: Settings,
+) -> None:
+    sink, producer = MemorySink(), FakeProducer()
+    app, _ = worker(settings, sink, producer)
+    async with app.agents["store-alerts"].test_context() as agent:
+        await agent.put(key=b"S10234", value=ALERT)
+        await agent.put(key=b"S1", value=b'{"alert_id": "x"}')
+        await until(lambda: sink.rows and producer.on(settings.dlq_topic))
+    assert list(sink.rows) == [orjson.loads(ALERT)["alert_id"]]
+    letter = orjson.loads(producer.on(settings.dlq_topic)[0][1] or b"")
+    assert letter["error"]["code"] == "missing_field"
+
+
+async def test_a_verdict_before_its_alert_is_kept_and_routed_once_the_alert_is_stored(
+    settings: Settings,
+) -> None:
+    sink, producer = MemorySink(), FakeProducer()
+    app, rt = worker(settings, sink, producer)
+    alert_id = orjson.loads(ALERT)["alert_id"]
+    verdict = {
+        "alert_id": alert_id,
+        "verdict": "false_positive",
+        "analyst_id": "soc-1",
+        "decided_at": "2026-03-02T11:00:00+08:00",
+    }
+    async with app.agents["apply-feedback"].test_context() as agent:
+        await agent.put(key=alert_id.encode(), value=orjson.dumps(verdict))
+        await until(lambda: sink.feedback)
+    assert producer.on(settings.staff_feedback_topic) == [], "no alert yet: nothing to route"
+    async with app.agents["store-alerts"].test_context() as agent:
+        await agent.put(key=b"S10234", value=ALERT)
+        await until(lambda: producer.on(settings.staff_feedback_topic))
+    ((key, value),) = producer.on(settings.staff_feedback_topic)
+    routed = decode_staff_verdict(value)
+    assert key == b"S10234"
+    assert routed.alert_id == alert_id and routed.verdict == "false_positive"
+    assert sink.rows[alert_id]["verdict"] == "false_positive"
+    assert rt.metrics.get("pipeline_feedback_total", verdict="false_positive") == 1
+
+
+async def test_a_routed_verdict_changes_the_employee_state_once(settings: Settings) -> None:
+    sink, producer = MemorySink(), FakeProducer()
+    app, rt = worker(settings, sink, producer)
+    v = msgspec.json.encode(StaffVerdict("al-1", "false_positive", "S1", ["first_seen"]))
+    async with app.agents["learn-from-feedback"].test_context() as agent:
+        await agent.put(key=b"S1", value=v)
+        await agent.put(key=b"S1", value=v)
+        await until(
+            lambda: (
+                rt.metrics.get("pipeline_feedback_ignored_total", reason="repeated_or_policy_only")
+                == 1
+            )
+        )
+    assert rt.metrics.get("pipeline_feedback_learned_total") == 1
+    assert rt.core.store.staff("S1", 0).behaviour.feedback == {"first_seen": 0.5}
+
+
+async def test_the_alert_store_retries_a_failover_and_drops_the_broken_pool(
+    settings: Settings,
+) -> None:
+    exc = asyncpg.exceptions.AdminShutdownError("terminating connection due to administrator")
+    sink, producer = FlakySink(2, exc), FakeProducer()
+    _, rt = worker(settings, sink, producer)
+    stored = await rt.store.store_alerts([(ALERT, b"S10234", "tw.alerts", 0, 0)])
+    assert [a.alert_id for a in stored] == [orjson.loads(ALERT)["alert_id"]]
+    assert rt.metrics.get("pipeline_retries_total", operation="write_alerts") == 2
+    assert sink.closes == 2
+
+
+async def test_the_publisher_retries_broker_errors(settings: Settings) -> None:
+    sink, producer = MemorySink(), FakeProducer(fail=1)
+    _, rt = worker(settings, sink, producer)
+    rt.core.offer([])
+    from pipeline.core.engine import Inbound
+
+    rt.core.offer([Inbound(0, 0, b"S1", orjson.dumps(access(1, action="credit_report_query")))])
+    await rt.publisher.publish(rt.core.drain())
+    assert producer.on(settings.alerts_topic)
+    assert rt.metrics.get("pipeline_retries_total", operation="publish") == 1
+
+
+def test_health_reports_what_is_missing_and_stalled_agents() -> None:
+    h = Health()
+    assert "not joined the consumer group yet" in h.problems()
+    h.joined = h.reference_ready = h.peers_ready = True
+    h.progress("score-access", holding=5)
+    assert h.report()[0] == 200
+    assert h.problems(now=h.agents["score-access"].last_progress + STALL_S + 1)
+    h.failed("store-alerts")
+    status, body = h.report()
+    assert status == 503 and "agent store-alerts is down (1 failures)" in body["problems"]
