@@ -127,6 +127,9 @@ ensure_role_and_db() {
   as_pg "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$PG_SOCK" -p "$PG_PORT" -U postgres -d postgres >/dev/null <<'SQL'
 SELECT 'CREATE ROLE pipeline LOGIN CREATEDB PASSWORD ''pipeline'''
 WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'pipeline') \gexec
+-- CREATEROLE: migration 0004 creates the console's NOLOGIN group role, and the
+-- console's tests create a login member of it (privilege checks on real grants).
+ALTER ROLE pipeline CREATEROLE;
 SELECT 'CREATE DATABASE pipeline OWNER pipeline'
 WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = 'pipeline') \gexec
 SQL

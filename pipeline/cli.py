@@ -19,6 +19,7 @@ SUBCOMMANDS = {
     "migrate": ("pipeline.cli", "create or migrate the Postgres schema"),
     "create-topics": ("pipeline.cli", "create the contract's topics if missing"),
     "publish-reference": ("pipeline.reference.publish", "load HR/CRM exports onto the topics"),
+    "console": ("pipeline.console.cli", "serve the analysts' triage console (web)"),
 }
 
 
