@@ -74,8 +74,8 @@ def make_alert(
     role = ROLES[staff_no % len(ROLES)]
     first = start + timedelta(minutes=rng.randrange(60 * 24 * 30))
     codes = rng.sample(sorted(CATALOGUE), k=rng.randint(1, 3))
-    customers = {}
-    evidence = []
+    customers: dict[str, str] = {}
+    evidence: list[dict[str, Any]] = []
     for n in range(events):
         cust = f"C{rng.randrange(10**7):07d}"
         ref = pseudo.ref(cust)
@@ -96,7 +96,7 @@ def make_alert(
             }
         )
     base_risk = rng.uniform(10, 95)
-    payloads = []
+    payloads: list[dict[str, Any]] = []
     for rev in range(1, revisions + 1):
         upto = max(1, events * rev // revisions)
         risk = min(100.0, round(base_risk * (0.7 + 0.3 * rev / revisions), 1))
@@ -126,7 +126,9 @@ def make_alert(
                 "alert_id": f"al-{i:012d}",
                 "revision": rev,
                 "schema_version": 1,
-                "created_at": format_ts((covered[-1]["occurred_at"] + timedelta(seconds=5)).timestamp()),
+                "created_at": format_ts(
+                    (covered[-1]["occurred_at"] + timedelta(seconds=5)).timestamp()
+                ),
                 "first_event_at": format_ts(first.timestamp()),
                 "last_event_at": format_ts(covered[-1]["occurred_at"].timestamp()),
                 "staff_id": staff_id,
@@ -257,28 +259,55 @@ async def write_alerts(
             "alerts",
             records=rows,
             columns=[
-                "alert_id", "revision", "staff_id", "branch_id", "severity", "risk_score",
-                "first_event_at", "last_event_at", "event_ids", "event_count", "reason_codes",
-                "payload", "created_at", "staff_role",
+                "alert_id",
+                "revision",
+                "staff_id",
+                "branch_id",
+                "severity",
+                "risk_score",
+                "first_event_at",
+                "last_event_at",
+                "event_ids",
+                "event_count",
+                "reason_codes",
+                "payload",
+                "created_at",
+                "staff_role",
             ],
-        )  # fmt: skip
+        )
         await conn.copy_records_to_table(
             "alert_revisions",
             records=[revision_args(p) for a in alerts for p in a.revisions],
             columns=[
-                "alert_id", "revision", "severity", "risk_score", "status", "event_count",
-                "reason_codes", "payload", "created_at",
+                "alert_id",
+                "revision",
+                "severity",
+                "risk_score",
+                "status",
+                "event_count",
+                "reason_codes",
+                "payload",
+                "created_at",
             ],
-        )  # fmt: skip
+        )
         await conn.copy_records_to_table(
             "alert_evidence",
             records=evidence_rows,
             columns=[
-                "alert_id", "event_id", "occurred_at", "staff_id", "action", "channel",
-                "branch_id", "customer_ref", "record_count", "outcome", "reason_codes",
+                "alert_id",
+                "event_id",
+                "occurred_at",
+                "staff_id",
+                "action",
+                "channel",
+                "branch_id",
+                "customer_ref",
+                "record_count",
+                "outcome",
+                "reason_codes",
                 "first_revision",
             ],
-        )  # fmt: skip
+        )
         await conn.copy_records_to_table(
             "customer_reveal", records=reveal_rows, columns=["customer_ref", "customer_id"]
         )

@@ -28,6 +28,7 @@ from pipeline.console.feedback import FeedbackRelay, feedback_producer
 from pipeline.console.identity import (
     CSRF_COOKIE,
     SESSION_COOKIE,
+    Analyst,
     IdentityError,
     Signer,
     analyst_from_headers,
@@ -85,6 +86,9 @@ CONFIG = web.AppKey("config", ConsoleConfig)
 SIGNER = web.AppKey("signer", Signer)
 TEMPLATES = web.AppKey("templates", jinja2.Environment)
 MASK = web.AppKey("mask", RefMasker)
+ANALYST = web.RequestKey("analyst", Analyst)
+SEED = web.RequestKey("csrf_seed", str)
+FRESH: web.RequestKey[str | None] = web.RequestKey("csrf_fresh")
 
 
 def console_secret(s: Settings) -> str:
@@ -131,7 +135,7 @@ async def headers_middleware(request: web.Request, handler: Handler) -> web.Stre
     try:
         response: web.StreamResponse = await handler(request)
     except web.HTTPException as exc:
-        if exc.status < 400 or "csrf_seed" not in request:
+        if exc.status < 400 or SEED not in request:
             _security_headers(request, exc)
             raise
         response = render(
@@ -163,11 +167,11 @@ async def identity_middleware(request: web.Request, handler: Handler) -> web.Str
     cfg = request.app[CONFIG]
     try:
         if cfg.identity_header is not None:
-            request["analyst"] = analyst_from_headers(
+            request[ANALYST] = analyst_from_headers(
                 request.headers, cfg.identity_header, cfg.roles_header
             )
         else:
-            request["analyst"] = analyst_from_session(
+            request[ANALYST] = analyst_from_session(
                 request.app[SIGNER], request.cookies.get(SESSION_COOKIE)
             )
     except IdentityError as exc:
@@ -204,8 +208,8 @@ def _set_seed(request: web.Request, response: web.StreamResponse, fresh: str | N
 
 def render(request: web.Request, template: str, status: int = 200, **context: Any) -> web.Response:
     app = request.app
-    analyst = request.get("analyst")
-    csrf = app[SIGNER].csrf_token(request["csrf_seed"], analyst.name if analyst else "")
+    analyst = request.get(ANALYST)
+    csrf = app[SIGNER].csrf_token(request[SEED], analyst.name if analyst else "")
     cfg = app[CONFIG]
     body = (
         app[TEMPLATES]
@@ -252,8 +256,8 @@ def create_app(
 async def csrf_middleware_first(request: web.Request, handler: Handler) -> web.StreamResponse:
     seed = request.cookies.get(CSRF_COOKIE)
     fresh = None if seed else new_seed()
-    request["csrf_seed"] = seed or fresh
-    request["csrf_fresh"] = fresh
+    request[SEED] = fresh if fresh is not None else (seed or "")
+    request[FRESH] = fresh
     response: web.StreamResponse
     if (
         request.method not in ("GET", "HEAD", "OPTIONS")
@@ -278,10 +282,10 @@ async def csrf_check(request: web.Request, handler: Handler) -> web.StreamRespon
         return await handler(request)
     form = await request.post()
     token = form.get("csrf")
-    analyst = request.get("analyst")
+    analyst = request.get(ANALYST)
     name = analyst.name if analyst is not None else ""
-    valid = request["csrf_fresh"] is None and request.app[SIGNER].check_csrf(
-        request["csrf_seed"], name, token if isinstance(token, str) else None
+    valid = request[FRESH] is None and request.app[SIGNER].check_csrf(
+        request[SEED], name, token if isinstance(token, str) else None
     )
     if not valid:
         await _audit_refusal(request, name)

@@ -19,6 +19,7 @@ from aiohttp import web
 from multidict import MultiDictProxy
 
 from pipeline.console.app import (
+    ANALYST,
     CONFIG,
     MASK,
     RELAY,
@@ -86,8 +87,7 @@ async def _redirect(location: str) -> web.StreamResponse:
 
 
 def _analyst(request: web.Request) -> Analyst:
-    analyst: Analyst = request["analyst"]
-    return analyst
+    return request[ANALYST]
 
 
 def _filter(request: web.Request, query: str | None = None) -> QueueFilter:
