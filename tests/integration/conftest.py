@@ -18,7 +18,14 @@ from aiokafka import AIOKafkaProducer
 from pipeline.broker.topics import ensure_topics
 from pipeline.settings import Settings
 from simbank.workers import WorkerProcess
-from tests.integration.kit import BOOTSTRAP, DATABASE_URL, PARTITIONS, free_port, reachable
+from tests.integration.kit import (
+    BOOTSTRAP,
+    DATABASE_URL,
+    PARTITIONS,
+    free_port,
+    reachable,
+    with_search_path,
+)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -86,3 +93,41 @@ async def db() -> AsyncIterator[asyncpg.Connection]:
     conn = await asyncpg.connect(DATABASE_URL)
     yield conn
     await conn.close()
+
+
+# -- the console's fixtures: a Postgres schema of its own, its database role ------
+
+
+@pytest.fixture
+async def pg_schema() -> AsyncIterator[str]:
+    """A fresh schema with every migration applied; its DSN (search_path set) is yielded."""
+    from pipeline.db.migrate import migrate_url
+
+    name = f"cs_{uuid.uuid4().hex[:12]}"
+    conn = await asyncpg.connect(DATABASE_URL)
+    await conn.execute(f"CREATE SCHEMA {name}")
+    url = with_search_path(DATABASE_URL, name)
+    try:
+        await migrate_url(url)
+        yield url
+    finally:
+        await conn.execute(f"DROP SCHEMA {name} CASCADE")
+        await conn.close()
+
+
+@pytest.fixture
+async def console_role_url(pg_schema: str) -> AsyncIterator[str]:
+    """DSN of a fresh login role that is a member of access_watch_console (migration 0004)."""
+    role = f"aw_console_{uuid.uuid4().hex[:10]}"
+    password = uuid.uuid4().hex
+    conn = await asyncpg.connect(DATABASE_URL)
+    await conn.execute(
+        f"CREATE ROLE {role} LOGIN PASSWORD '{password}' IN ROLE access_watch_console"
+    )
+    userinfo, _, rest = pg_schema.partition("@")
+    scheme = userinfo.split("//")[0]
+    try:
+        yield f"{scheme}//{role}:{password}@{rest}"
+    finally:
+        await conn.execute(f"DROP ROLE {role}")
+        await conn.close()

@@ -25,6 +25,11 @@ DATABASE_URL = os.environ.get(
 PARTITIONS = 4
 
 
+def with_search_path(dsn: str, schema: str) -> str:
+    """``dsn`` with the server setting search_path=schema (asyncpg passes it on)."""
+    return f"{dsn}{'&' if '?' in dsn else '?'}search_path={schema}"
+
+
 def reachable(host: str, port: int) -> bool:
     try:
         with socket.create_connection((host, port), timeout=2):
