@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: install up down demo test unit lint typecheck evaluate bench clean console screenshots
+.PHONY: install up down demo test unit lint typecheck evaluate bench clean screenshots
 
 install: $(VENV)/.installed
 
@@ -38,9 +38,6 @@ lint: install
 
 typecheck: install
 	$(BIN)/mypy
-
-console: install up
-	$(BIN)/pipeline console
 
 screenshots: install up
 	bash infra/chromium.sh

@@ -308,8 +308,11 @@ async def write_alerts(
                 "first_revision",
             ],
         )
-        await conn.copy_records_to_table(
-            "customer_reveal", records=reveal_rows, columns=["customer_ref", "customer_id"]
+        await conn.execute(
+            "INSERT INTO customer_reveal (customer_ref, customer_id)"
+            " SELECT * FROM unnest($1::text[], $2::text[]) ON CONFLICT DO NOTHING",
+            [r for r, _ in reveal_rows],
+            [c for _, c in reveal_rows],
         )
         return
     for a in alerts:

@@ -23,6 +23,7 @@ import orjson
 
 from pipeline.console.filters import QueueFilter, QueueKey
 from pipeline.console.store import (
+    COUNT_CAP,
     ActionRequest,
     Activity,
     AlertView,
@@ -39,6 +40,7 @@ from pipeline.console.store import (
 )
 from pipeline.console.workflow import (
     SEVERITY_RANK,
+    STATES,
     InputError,
     NotFound,
     StaleRevision,
@@ -212,13 +214,19 @@ class PostgresStore:
         )
 
     async def counts(self, f: QueueFilter, me: str) -> dict[str, int]:
+        """Alerts per state under the filter, each counted up to COUNT_CAP + 1 (shown as
+        "10,000+"), so that a count stops scanning where an exact figure stops mattering."""
         w = _filter_where(f, me, with_state=False)
-        sql = f"SELECT w.state, count(*) AS n FROM console_workflow w WHERE {w.sql()} GROUP BY 1"
+        w.args.append(COUNT_CAP + 1)
+        cap = f"${len(w.args)}"
+        parts = [
+            f"(SELECT count(*) FROM (SELECT 1 FROM console_workflow w WHERE w.state = '{state}'"
+            f" AND {w.sql()} LIMIT {cap}) x) AS {state}"
+            for state in STATES
+        ]
         async with self.pool.acquire() as conn:
-            records = await conn.fetch(sql, *w.args)
-        out = {"open": 0, "acknowledged": 0, "closed": 0}
-        out.update({r["state"]: r["n"] for r in records})
-        return out
+            r = await conn.fetchrow(f"SELECT {', '.join(parts)}", *w.args)
+        return {state: int(r[state]) for state in STATES}
 
     async def branches(self) -> list[str]:
         at, cached = self._branches

@@ -13,6 +13,9 @@ from typing import Any, Protocol
 from pipeline.console.filters import QueueFilter, QueueKey
 from pipeline.console.workflow import SEVERITIES, Feedback
 
+# Queue counts stop at this many (the page shows "10,000+"), as search UIs do.
+COUNT_CAP = 10_000
+
 
 def severity_name(rank: int) -> str:
     return SEVERITIES[rank - 1] if 1 <= rank <= len(SEVERITIES) else "low"

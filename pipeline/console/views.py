@@ -37,7 +37,7 @@ from pipeline.console.charts import (
 )
 from pipeline.console.filters import PAGE_SIZES, STATE_CHOICES, FilterError, QueueFilter, QueueKey
 from pipeline.console.identity import SESSION_COOKIE, Analyst, session_token
-from pipeline.console.store import ActionRequest, AlertView
+from pipeline.console.store import COUNT_CAP, ActionRequest, AlertView
 from pipeline.console.workflow import (
     ACTIONS,
     ROLES,
@@ -105,6 +105,18 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 # -- queue ----------------------------------------------------------------------
+def count_label(counts: dict[str, int], states: tuple[str, ...]) -> str:
+    """
+    >>> count_label({"open": 10_001, "closed": 5}, ("open", "closed"))
+    '10,005+'
+    >>> count_label({"open": 42}, ("open",))
+    '42'
+    """
+    total = sum(min(counts.get(s, 0), COUNT_CAP) for s in states)
+    capped = any(counts.get(s, 0) > COUNT_CAP for s in states)
+    return f"{total:,}+" if capped else f"{total:,}"
+
+
 async def queue_page(request: web.Request) -> web.Response:
     me = _analyst(request).name
     try:
@@ -140,11 +152,17 @@ async def _queue_context(
     store = request.app[STORE]
     page = await store.queue(f, me, after, before)
     counts = await store.counts(f, me)
+    groups = {
+        "active": ("open", "acknowledged"),
+        "open": ("open",),
+        "acknowledged": ("acknowledged",),
+        "closed": ("closed",),
+        "all": ("open", "acknowledged", "closed"),
+    }
     return {
         "f": f,
         "page": page,
-        "counts": counts,
-        "active_count": counts["open"] + counts["acknowledged"],
+        "count_labels": {k: count_label(counts, v) for k, v in groups.items()},
         "branches": await store.branches(),
         "severities": SEVERITIES,
         "roles": ROLES,

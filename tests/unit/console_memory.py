@@ -13,6 +13,7 @@ from typing import Any
 
 from pipeline.console.filters import QueueFilter, QueueKey
 from pipeline.console.store import (
+    COUNT_CAP,
     ActionRequest,
     Activity,
     AlertView,
@@ -152,7 +153,7 @@ class MemoryStore:
         out = {"open": 0, "acknowledged": 0, "closed": 0}
         for r in self._matching(f, me, with_state=False):
             out[r.state] += 1
-        return out
+        return {k: min(v, COUNT_CAP + 1) for k, v in out.items()}
 
     async def branches(self) -> list[str]:
         return sorted({p["branch_id"] for p in self.alerts.values()})
