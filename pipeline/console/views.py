@@ -426,10 +426,23 @@ async def staff_page(request: web.Request) -> web.Response:
 
 
 # -- demo login -----------------------------------------------------------------
+def local_path(target: str | None) -> str:
+    """A redirect target on this site only (no scheme, host, or ``//``/``\\`` tricks).
+
+    >>> local_path("/alerts/al-1?x=1"), local_path("//evil.example"), local_path("/\\evil")
+    ('/alerts/al-1?x=1', '/queue', '/queue')
+    """
+    if not target or not target.startswith("/") or target[1:2] in ("/", "\\"):
+        return "/queue"
+    if "\\" in target or any(ord(c) < 32 for c in target):
+        return "/queue"
+    return target
+
+
 async def login_page(request: web.Request) -> web.Response:
     if request.app[CONFIG].identity_header is not None:
         raise web.HTTPNotFound()
-    return render(request, "login.html", next=request.query.get("next", "/queue"), error=None)
+    return render(request, "login.html", next=local_path(request.query.get("next")), error=None)
 
 
 async def login(request: web.Request) -> web.StreamResponse:
@@ -437,9 +450,7 @@ async def login(request: web.Request) -> web.StreamResponse:
     if cfg.identity_header is not None:
         raise web.HTTPNotFound()
     form = await request.post()
-    target = _text(form, "next") or "/queue"
-    if not target.startswith("/") or target.startswith("//"):
-        target = "/queue"
+    target = local_path(_text(form, "next"))
     try:
         name = clean_name(_text(form, "name"), "name")
     except InputError as exc:

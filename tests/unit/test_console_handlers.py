@@ -534,3 +534,24 @@ async def test_a_session_older_than_its_lifetime_is_refused() -> None:
     token = session_token(signer, Analyst("a", frozenset(), "login"), now=old.timestamp())
     with pytest.raises(IdentityError, match="expired"):
         analyst_from_session(signer, token)
+
+
+async def test_login_redirects_only_to_local_paths(store: MemoryStore) -> None:
+    app = create_app(_settings(console_identity_header="", dev_mode=True), store, None, SECRET)
+    client = await _client(app)
+    try:
+        html = await (await client.get("/login")).text()
+        for target, expected in (
+            ("/alerts/x?y=1", "/alerts/x?y=1"),
+            ("//evil.example/", "/queue"),
+            ("/\\evil.example", "/queue"),
+            ("https://evil.example/", "/queue"),
+        ):
+            r = await client.post(
+                "/login",
+                data={"csrf": _csrf(html), "name": "dora", "next": target},
+                allow_redirects=False,
+            )
+            assert r.headers["Location"] == expected
+    finally:
+        await client.close()
