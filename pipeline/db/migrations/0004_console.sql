@@ -56,13 +56,19 @@ CREATE INDEX IF NOT EXISTS console_queue_active_idx ON console_workflow
     WHERE state <> 'closed';
 CREATE INDEX IF NOT EXISTS console_queue_all_idx ON console_workflow
     (severity_rank DESC, risk_score DESC, last_event_at DESC, alert_id DESC);
-CREATE INDEX IF NOT EXISTS console_queue_state_idx ON console_workflow (state);
+-- The counts per state (each capped, see pipeline/console/pgstore.py) under
+-- the usual filters are index(-only) scans of these; branch_id alone serves
+-- the list of branches (a loose index scan).
+CREATE INDEX IF NOT EXISTS console_queue_state_idx ON console_workflow (state, severity_rank);
 CREATE INDEX IF NOT EXISTS console_queue_branch_idx ON console_workflow (branch_id);
-CREATE INDEX IF NOT EXISTS console_queue_role_idx ON console_workflow (staff_role);
-CREATE INDEX IF NOT EXISTS console_queue_assignee_idx ON console_workflow (assignee);
+CREATE INDEX IF NOT EXISTS console_queue_state_branch_idx ON console_workflow
+    (state, branch_id, staff_role);
+CREATE INDEX IF NOT EXISTS console_queue_role_idx ON console_workflow (state, staff_role);
+CREATE INDEX IF NOT EXISTS console_queue_assignee_idx ON console_workflow (state, assignee);
+CREATE INDEX IF NOT EXISTS console_queue_time_idx ON console_workflow (state, last_event_at)
+    INCLUDE (first_event_at);
 CREATE INDEX IF NOT EXISTS console_queue_staff_idx ON console_workflow (staff_id, last_event_at);
 CREATE INDEX IF NOT EXISTS console_queue_reasons_idx ON console_workflow USING gin (reason_codes);
-CREATE INDEX IF NOT EXISTS console_queue_time_idx ON console_workflow (last_event_at);
 
 CREATE TABLE IF NOT EXISTS console_comments (
     id         bigserial PRIMARY KEY,
