@@ -124,6 +124,15 @@ def _templates(zone: str) -> jinja2.Environment:
     return env
 
 
+def https(request: web.Request) -> bool:
+    """Whether the browser talks HTTPS (directly, or to the TLS-terminating proxy)."""
+    return (
+        request.app[CONFIG].secure_cookies
+        or request.secure
+        or request.headers.get("X-Forwarded-Proto", "").lower() == "https"
+    )
+
+
 def client_of(request: web.Request) -> str | None:
     fwd = request.headers.get("X-Forwarded-For")
     return (fwd.split(",")[0].strip() if fwd else request.remote) or None
@@ -201,7 +210,7 @@ def _set_seed(request: web.Request, response: web.StreamResponse, fresh: str | N
             fresh,
             httponly=True,
             samesite="Strict",
-            secure=request.app[CONFIG].secure_cookies or request.secure,
+            secure=https(request),
             path="/",
         )
 

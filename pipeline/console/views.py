@@ -26,6 +26,7 @@ from pipeline.console.app import (
     SIGNER,
     STORE,
     client_of,
+    https,
     render,
 )
 from pipeline.console.charts import (
@@ -469,7 +470,7 @@ async def login(request: web.Request) -> web.StreamResponse:
         httponly=True,
         samesite="Strict",
         path="/",
-        secure=cfg.secure_cookies or request.secure,
+        secure=https(request),
     )
     raise response
 

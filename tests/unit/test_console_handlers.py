@@ -555,3 +555,13 @@ async def test_login_redirects_only_to_local_paths(store: MemoryStore) -> None:
             assert r.headers["Location"] == expected
     finally:
         await client.close()
+
+
+async def test_cookies_are_secure_behind_an_https_proxy(client: TestClient[Any, Any]) -> None:
+    plain = await client.get("/queue", headers=ANALYST)
+    assert "Secure" not in plain.headers["Set-Cookie"]
+    client.session.cookie_jar.clear()
+    r = await client.get("/queue", headers={**ANALYST, "X-Forwarded-Proto": "https"})
+    cookie = r.headers["Set-Cookie"]
+    assert "aw_csrf=" in cookie and "Secure" in cookie and "HttpOnly" in cookie
+    assert "SameSite=Strict" in cookie
