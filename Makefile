@@ -1,11 +1,12 @@
 # The two commands of the README:
 #   make demo   - install, start Kafka + Postgres, run a simulated bank through a worker, show alerts
-#   make test   - install, start what is not running, run unit + integration tests, stop what it started
+#   make test   - install, start what is not running, run unit + integration tests (the console's
+#                 in Debian's chromium, installed by infra/chromium.sh), stop what it started
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: install up down demo test unit lint typecheck evaluate bench clean
+.PHONY: install up down demo test unit lint typecheck evaluate bench clean screenshots
 
 install: $(VENV)/.installed
 
@@ -25,6 +26,7 @@ demo: install up
 	$(BIN)/simbank demo
 
 test: install
+	bash infra/chromium.sh
 	bash infra/with-services.sh $(BIN)/python -m pytest -q
 
 unit: install
@@ -36,6 +38,10 @@ lint: install
 
 typecheck: install
 	$(BIN)/mypy
+
+screenshots: install up
+	bash infra/chromium.sh
+	$(BIN)/python docs/console/screenshots.py
 
 evaluate: install up
 	$(BIN)/simbank evaluate

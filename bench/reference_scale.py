@@ -44,8 +44,8 @@ from pathlib import Path
 from typing import Any, Final
 
 from pipeline.contract.decode import DecodeError
-from pipeline.observability.metrics import Metrics
 from pipeline.contract.records import AccessEvent
+from pipeline.observability.metrics import Metrics
 from pipeline.reference.reader import ReferenceReader, apply_reference_record
 from pipeline.reference.state import ReferenceState
 from pipeline.settings import Settings
@@ -404,8 +404,8 @@ def _settings(bootstrap: str, prefix: str, **changes: Any) -> Settings:
 
 
 async def _publish(scale: Scale, bootstrap: str, prefix: str) -> dict[str, Any]:
-    from pipeline.reference.publish import compression, make_producer, send_batched, topic_for
     from pipeline.broker.topics import ensure_topics
+    from pipeline.reference.publish import compression, make_producer, send_batched, topic_for
 
     bank = Bank(scale)
     settings = _settings(bootstrap, prefix, partitions=PARTITIONS)

@@ -158,7 +158,8 @@ ensure_role_and_db() {
   as_pg "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$PG_SOCK" -p "$PG_PORT" -U postgres -d postgres >/dev/null <<'SQL'
 SELECT 'CREATE ROLE pipeline LOGIN CREATEDB CREATEROLE PASSWORD ''pipeline'''
 WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'pipeline') \gexec
--- Tests create throwaway roles (the worker's least-privilege role).
+-- CREATEROLE: tests create throwaway roles (the worker's least-privilege role), and
+-- migration 0004 creates the console's NOLOGIN group role.
 ALTER ROLE pipeline CREATEROLE;
 SELECT 'CREATE DATABASE pipeline OWNER pipeline'
 WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = 'pipeline') \gexec

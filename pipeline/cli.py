@@ -26,6 +26,7 @@ SUBCOMMANDS = {
         "pipeline.normalize.agent",
         "map a core-banking CDC topic onto access-events (mapping file)",
     ),
+    "console": ("pipeline.console.cli", "serve the analysts' triage console (web)"),
 }
 
 

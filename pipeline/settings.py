@@ -44,8 +44,9 @@ SECRET_FIELDS = (
     "kafka_ssl_key_password",
     "console_secret",
 )
-# Fields for which an empty value is a value, not "use the default".
-_EMPTY_IS_VALUE = frozenset({"topic_prefix"})
+# Fields for which an empty value is a value, not "use the default" (an empty
+# console identity header selects the demo login).
+_EMPTY_IS_VALUE = frozenset({"topic_prefix", "console_identity_header"})
 
 _ENV: contextvars.ContextVar[Mapping[str, str] | None] = contextvars.ContextVar(
     "pipeline_settings_env", default=None

@@ -87,9 +87,7 @@ def _exit() -> None:
     os._exit(EXIT_AGENT_FAILED)
 
 
-def register(
-    app: faust.App, s: Settings, producer: Any = None, backing: Any = None
-) -> Runtime:
+def register(app: faust.App, s: Settings, producer: Any = None, backing: Any = None) -> Runtime:
     """Declare the table, agents, tasks, timer and pages. Tests (Faust's
     ``test_context``, where no producer runs) pass a ``producer`` and a state
     ``backing`` (a dict) instead of Faust's producer and the table."""

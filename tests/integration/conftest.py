@@ -29,6 +29,7 @@ from tests.integration.kit import (
     free_port,
     reachable,
     with_login,
+    with_search_path,
 )
 
 
@@ -119,3 +120,41 @@ async def roles() -> AsyncIterator[Roles]:
         await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
         await admin.execute(f'DROP ROLE IF EXISTS "{role}"')
         await admin.close()
+
+
+# -- the console's fixtures: a Postgres schema of its own, its database role ------
+
+
+@pytest.fixture
+async def pg_schema() -> AsyncIterator[str]:
+    """A fresh schema with every migration applied; its DSN (search_path set) is yielded."""
+    from pipeline.db.migrate import migrate_url
+
+    name = f"cs_{uuid.uuid4().hex[:12]}"
+    conn = await asyncpg.connect(DATABASE_URL)
+    await conn.execute(f"CREATE SCHEMA {name}")
+    url = with_search_path(DATABASE_URL, name)
+    try:
+        await migrate_url(url)
+        yield url
+    finally:
+        await conn.execute(f"DROP SCHEMA {name} CASCADE")
+        await conn.close()
+
+
+@pytest.fixture
+async def console_role_url(pg_schema: str) -> AsyncIterator[str]:
+    """DSN of a fresh login role that is a member of access_watch_console (migration 0004)."""
+    role = f"aw_console_{uuid.uuid4().hex[:10]}"
+    password = uuid.uuid4().hex
+    conn = await asyncpg.connect(DATABASE_URL)
+    await conn.execute(
+        f"CREATE ROLE {role} LOGIN PASSWORD '{password}' IN ROLE access_watch_console"
+    )
+    userinfo, _, rest = pg_schema.partition("@")
+    scheme = userinfo.split("//")[0]
+    try:
+        yield f"{scheme}//{role}:{password}@{rest}"
+    finally:
+        await conn.execute(f"DROP ROLE {role}")
+        await conn.close()

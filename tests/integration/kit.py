@@ -37,6 +37,11 @@ def broker_settings() -> Settings:
     return Settings(kafka_bootstrap=BOOTSTRAP)
 
 
+def with_search_path(dsn: str, schema: str) -> str:
+    """``dsn`` with the server setting search_path=schema (asyncpg passes it on)."""
+    return f"{dsn}{'&' if '?' in dsn else '?'}search_path={schema}"
+
+
 def reachable(host: str, port: int) -> bool:
     try:
         with socket.create_connection((host, port), timeout=2):
