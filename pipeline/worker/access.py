@@ -103,11 +103,16 @@ class AccessProcessor:
             await self._cycle()
 
     async def _cycle(self) -> None:
-        started = time.perf_counter()
+        clock = time.perf_counter
+        started = clock()
         out = self.core.drain(self.caught_up)
+        scored = clock()
         await self.publisher.publish(out)
-        for key, value in self.core.store.pending_writes():
+        published = clock()
+        writes = self.core.store.pending_writes()
+        for key, value in writes:
             self.table[key] = value
+        written = clock()
         ack = self._ack
         for tp in out.done:
             ev = self._held.pop(tp, None)
@@ -116,9 +121,15 @@ class AccessProcessor:
         if out.done:
             self.last_progress = time.monotonic()
         self._flow_control()
-        self.metrics.observe(
-            "pipeline_batch_seconds", time.perf_counter() - started, agent="access"
-        )
+        done = clock()
+        m = self.metrics
+        m.observe("pipeline_batch_seconds", done - started, agent="access")
+        m.observe("pipeline_batch_phase_seconds", scored - started, phase="score")
+        m.observe("pipeline_batch_phase_seconds", published - scored, phase="publish")
+        m.observe("pipeline_batch_phase_seconds", written - published, phase="state")
+        m.observe("pipeline_batch_phase_seconds", done - written, phase="ack")
+        m.observe("pipeline_batch_records", float(len(out.done)))
+        m.inc("pipeline_state_writes_total", len(writes))
         stats = self.core.stats
         if stats.newest_event_at:
             self.metrics.set(
