@@ -12,6 +12,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from pipeline.observability.logging import configure_logging
 from pipeline.settings import Settings, SettingsError
 
 SUBCOMMANDS = {
@@ -36,7 +37,8 @@ def _run_builtin(name: str, args: argparse.Namespace, settings: Settings) -> int
     if name == "migrate":
         from pipeline.db.migrate import migrate_url
 
-        applied = asyncio.run(migrate_url(settings.database_url))
+        # The owner role (PIPELINE_MIGRATE_DATABASE_URL) when set, else the worker's DSN.
+        applied = asyncio.run(migrate_url(settings.migration_url))
         print("applied: " + (", ".join(applied) if applied else "nothing (up to date)"))
         return 0
     if name == "create-topics":
@@ -67,10 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"pipeline: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=settings.log_level.upper() if settings.log_level != "warn" else "WARNING",
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(settings.log_level, settings.log_format)
     if args.command != "worker":
         logging.getLogger("aiokafka").setLevel(logging.WARNING)
     module, _ = SUBCOMMANDS[args.command]
