@@ -286,6 +286,34 @@ class WorkerMetrics:
         """Every metric family of the page (Faust's too, once installed)."""
         return list(_WithoutCreated(self.registry).collect())
 
+    def instruments(self) -> dict[str, MetricWrapperBase]:
+        """The instruments of this class by exported name (counters with ``_total``)."""
+        out: dict[str, MetricWrapperBase] = {}
+        for value in vars(self).values():
+            if isinstance(value, MetricWrapperBase):
+                suffix = {"counter": "_total", "info": "_info"}.get(value._type or "", "")
+                out[value._name + suffix] = value
+        return out
+
+    def series(self) -> dict[str, frozenset[str]]:
+        """Every series name the page can hold -> its label names.
+
+        Histograms give ``*_bucket`` (with ``le``), ``*_sum`` and ``*_count``.
+        What dashboards and alert rules may select (their test uses this).
+        """
+        out: dict[str, frozenset[str]] = {}
+        for name, metric in self.instruments().items():
+            labels = frozenset(metric._labelnames)
+            if metric is self.build_info:
+                labels = frozenset(build_labels())
+            if metric._type == "histogram":
+                out[f"{name}_bucket"] = labels | {"le"}
+                out[f"{name}_sum"] = labels
+                out[f"{name}_count"] = labels
+            else:
+                out[name] = labels
+        return out
+
 
 class _WithoutCreated:
     """The registry without ``*_created`` samples.
@@ -353,11 +381,7 @@ class Metrics(WorkerMetrics):
 
     def __init__(self, agents: Sequence[str] = DEFAULT_AGENTS) -> None:
         super().__init__(agents)
-        self._by_name: dict[str, MetricWrapperBase] = {
-            m._name if not isinstance(m, Counter) else f"{m._name}_total": m
-            for m in vars(self).values()
-            if isinstance(m, MetricWrapperBase)
-        }
+        self._by_name = self.instruments()
 
     def _child(self, name: str, labels: dict[str, str]) -> Any:
         try:
