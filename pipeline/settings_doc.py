@@ -15,7 +15,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 from datetime import datetime
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 from pipeline.settings import ENV_PREFIX, SECRET_FIELDS, Settings
@@ -39,6 +39,8 @@ def _default(value: Any) -> str:
         return f"`{int(value)}`"
     if isinstance(value, datetime):
         return f"`{value.isoformat()}`"
+    if isinstance(value, PurePath) and not value.is_absolute():
+        return f"`./{value}`"
     text = str(value)
     return f"`{text}`" if text else '`""` (empty)'
 
