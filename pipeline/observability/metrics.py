@@ -23,6 +23,7 @@ use the attributes.
 
 from __future__ import annotations
 
+import logging
 import platform
 from collections.abc import Iterable, Sequence
 from importlib import metadata
@@ -32,6 +33,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from prometheus_client.exposition import generate_latest
 from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.metrics_core import Metric
+
+log = logging.getLogger(__name__)
 
 #: The classic text format (0.0.4): what every Prometheus 2.x and 3.x scrapes.
 CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
@@ -357,8 +360,13 @@ def install_faust_sensor(app: Any, metrics: WorkerMetrics, prefix: str = "faust"
 
     Returns the monitor. Raises RuntimeError when called twice for one registry.
     """
+    from faust.sensors import prometheus as faust_prometheus
     from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor
 
+    if not hasattr(faust_prometheus, "MS_LATENCY_BUCKETS"):
+        # faust-streaming issue #260: older releases observe milliseconds into
+        # second-scale buckets, so every faust_*latency* histogram overflows.
+        log.warning("this faust-streaming's latency histograms have the wrong buckets (#260)")
     if metrics._faust_installed:
         raise RuntimeError("Faust's Prometheus sensor is already installed on this registry")
     monitor = PrometheusMonitor(metrics=FaustMetrics.create(metrics.registry, prefix))
