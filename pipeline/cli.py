@@ -37,8 +37,7 @@ def _run_builtin(name: str, args: argparse.Namespace, settings: Settings) -> int
     if name == "migrate":
         from pipeline.db.migrate import migrate_url
 
-        # The owner role (PIPELINE_MIGRATE_DATABASE_URL) when set, else the worker's DSN.
-        applied = asyncio.run(migrate_url(settings.migration_url))
+        applied = asyncio.run(migrate_url(settings.database_url))
         print("applied: " + (", ".join(applied) if applied else "nothing (up to date)"))
         return 0
     if name == "create-topics":

@@ -39,10 +39,19 @@ log = logging.getLogger(__name__)
 #: The classic text format (0.0.4): what every Prometheus 2.x and 3.x scrapes.
 CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
 
-#: Agents whose label sets exist from the start (at 0), so that rules such as
-#: ``pipeline_batches_dropped_total > 0`` and ``rate(...)`` see a series before
-#: the first increment. Pass your own list to :class:`WorkerMetrics` to change it.
-DEFAULT_AGENTS: Final = ("score-access", "store-alerts", "apply-feedback", "learn-from-feedback")
+#: Agents whose ``pipeline_batches_dropped_total`` series exist from the start
+#: (at 0), so that ``increase(...)`` sees the first drop. Pass your own list to
+#: :class:`WorkerMetrics` to change it. (``pipeline_agent_up`` is not created
+#: ahead: a series at 0 would read as "down" before the agent first sets it.)
+DEFAULT_AGENTS: Final = (
+    "score-access",
+    "store-alerts",
+    "store-evidence",
+    "apply-feedback",
+    "learn-from-feedback",
+    "reference",
+    "peers",
+)
 
 #: Publish -> alert, in seconds: 5 ms to 60 s, then minutes for a worker catching up.
 ALERT_LATENCY_BUCKETS: Final = (
@@ -253,7 +262,6 @@ class WorkerMetrics:
 
         for agent in agents:
             self.batches_dropped.labels(agent=agent)
-            self.agent_up.labels(agent=agent).set(0)
 
     # -- consumer lag, per assigned partition ------------------------------
     def set_consumer_lag(self, topic: str, partition: int, lag: float) -> None:
@@ -381,10 +389,11 @@ def install_faust_sensor(app: Any, metrics: WorkerMetrics, prefix: str = "faust"
 class Metrics(WorkerMetrics):
     """Deprecated: :class:`WorkerMetrics` addressed by metric name.
 
-    ``inc``/``set``/``get`` take the exported name (``pipeline_events_in_total``)
-    and labels as keywords; a label the instrument declares but the call
-    omits is exported empty (``topic=""``). ``render`` returns text, as the
-    old hand-written class did. Remove with the last caller.
+    ``inc``/``set``/``observe``/``drop``/``get`` take the exported name
+    (``pipeline_events_in_total``) and labels as keywords; a label the
+    instrument declares but the call omits is exported empty (``topic=""``).
+    ``render`` returns text, as the old hand-written class did. Remove with
+    the last caller.
     """
 
     def __init__(self, agents: Sequence[str] = DEFAULT_AGENTS) -> None:
@@ -409,6 +418,21 @@ class Metrics(WorkerMetrics):
             self.set_consumer_lag(labels.get("topic", ""), int(labels["partition"]), value)
             return
         self._child(name, labels).set(value)
+
+    def observe(self, name: str, value: float, **labels: str) -> None:
+        self._child(name, labels).observe(value)
+
+    def drop(self, name: str, **labels: str) -> None:
+        """Forget one label set (a partition no longer assigned); unknown ones are ignored."""
+        if name == "pipeline_consumer_lag_messages":
+            key = (labels.get("topic", ""), str(labels.get("partition", "")))
+            if key in self._lag_series:
+                self._lag_series.discard(key)
+                self.consumer_lag.remove(*key)
+            return
+        metric = self._by_name[name]
+        if metric._labelnames:
+            metric.remove(*[str(labels.get(n, "")) for n in metric._labelnames])
 
     def get(self, name: str, **labels: str) -> float:
         value = self.registry.get_sample_value(name, labels)

@@ -31,7 +31,7 @@ from pipeline.contract.decode import (
     decode_customer_profile,
     decode_staff_record,
 )
-from pipeline.observability.metrics import WorkerMetrics
+from pipeline.observability.metrics import Metrics
 from pipeline.reference.state import ReferenceState
 from pipeline.settings import Settings
 
@@ -71,7 +71,7 @@ class ReferenceReader:
         self,
         settings: Settings,
         state: ReferenceState,
-        metrics: WorkerMetrics,
+        metrics: Metrics,
         dead_letter: DeadLetterFn,
         ready: asyncio.Event | None = None,
     ) -> None:
@@ -142,7 +142,7 @@ class ReferenceReader:
     def _mark_ready(self, started: float) -> None:
         self.bootstrap_seconds = time.monotonic() - started
         self.ready.set()
-        self.metrics.reference_ready.set(1)
+        self.metrics.set("pipeline_reference_ready", 1.0)
         log.info("reference data loaded in %.1f s: %s", self.bootstrap_seconds, self.state.counts())
 
     async def _apply(
@@ -151,7 +151,7 @@ class ReferenceReader:
         try:
             apply_reference_record(self.state, kind, key, value)
         except DecodeError as err:
-            self.metrics.events_dead_lettered.labels(topic=tp.topic, code=err.code).inc()
+            self.metrics.inc("pipeline_events_dead_lettered_total", code=err.code, topic=tp.topic)
             await self.dead_letter(value, key, tp.topic, tp.partition, offset, err)
             return
-        self.metrics.reference_records.labels(kind=kind).inc()
+        self.metrics.inc("pipeline_reference_records_total", kind=kind)

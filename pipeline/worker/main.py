@@ -21,8 +21,7 @@ log = logging.getLogger(__name__)
 
 
 async def prepare(settings: Settings, wait_s: float = 60.0) -> None:
-    """Create missing topics, and tables unless ``migrate_on_start`` is off; wait for
-    Kafka up to ``wait_s``."""
+    """Create missing topics and tables; wait for Kafka up to ``wait_s``."""
     deadline = asyncio.get_running_loop().time() + wait_s
     while True:
         try:
@@ -33,9 +32,6 @@ async def prepare(settings: Settings, wait_s: float = 60.0) -> None:
                 raise
             log.warning("%s; retrying", exc)
             await asyncio.sleep(2.0)
-    if not settings.migrate_on_start:
-        # `pipeline migrate` (the owner role) manages the schema.
-        return
     try:
         applied = await migrate_url(settings.database_url)
         if applied:

@@ -31,14 +31,16 @@ INTERPOLATION = re.compile(r"\$\{(\w+)(?::?-([^}]*))?\}")
 
 
 def _env(service: dict[str, Any]) -> dict[str, str]:
-    """Environment of a service, whether written as a mapping or a list, with
-    ``${VAR:-default}`` resolved as compose does when VAR is not set."""
+    """Environment of a service, whether written as a mapping or a list."""
     raw = service.get("environment", {})
     if isinstance(raw, list):
-        pairs = dict(item.split("=", 1) for item in raw)
-    else:
-        pairs = {key: str(value) for key, value in raw.items()}
-    return {k: INTERPOLATION.sub(lambda m: m.group(2) or "", v) for k, v in pairs.items()}
+        return dict(item.split("=", 1) for item in raw)
+    return {key: str(value) for key, value in raw.items()}
+
+
+def _resolved_env(service: dict[str, Any]) -> dict[str, str]:
+    """The environment with ``${VAR:-default}`` resolved as compose does when VAR is unset."""
+    return {k: INTERPOLATION.sub(lambda m: m.group(2) or "", v) for k, v in _env(service).items()}
 
 
 def _command(value: str | list[str]) -> list[str]:
@@ -95,11 +97,11 @@ def test_every_pipeline_variable_is_a_setting(services: dict[str, dict[str, Any]
 
 def test_worker_and_console_settings_are_accepted(services: dict[str, dict[str, Any]]) -> None:
     for name in ("worker", "console"):
-        settings = Settings.from_env(_env(services[name]))
+        settings = Settings.from_env(_resolved_env(services[name]))
         # The placeholder key is allowed only because the demo sets dev mode.
         settings.check_production()
         assert settings.dev_mode, name
-    worker = Settings.from_env(_env(services["worker"]))
+    worker = Settings.from_env(_resolved_env(services["worker"]))
     assert worker.web_bind == "0.0.0.0"  # reachable from the other containers
     assert worker.web_port == 6066
     assert worker.data_dir.is_absolute()
@@ -108,7 +110,7 @@ def test_worker_and_console_settings_are_accepted(services: dict[str, dict[str, 
 def test_console_is_published_on_loopback_only(services: dict[str, dict[str, Any]]) -> None:
     console = services["console"]
     assert _command(console["command"]) == ["pipeline", "console"]
-    env = _env(console)
+    env = _resolved_env(console)
     settings = Settings.from_env(env)
     assert settings.console_bind == "0.0.0.0"
     assert console["ports"] == [f"127.0.0.1:{settings.console_port}:{settings.console_port}"]

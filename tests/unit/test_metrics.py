@@ -210,8 +210,13 @@ def test_known_agents_start_at_zero_and_registries_are_separate() -> None:
     a, b = WorkerMetrics(), WorkerMetrics(agents=["only-one"])
     for agent in DEFAULT_AGENTS:
         assert a.registry.get_sample_value("pipeline_batches_dropped_total", {"agent": agent}) == 0
-        assert a.registry.get_sample_value("pipeline_agent_up", {"agent": agent}) == 0
-    assert b.registry.get_sample_value("pipeline_agent_up", {"agent": "score-access"}) is None
+        # Not created ahead: a 0 would read as "agent down" before it starts.
+        assert a.registry.get_sample_value("pipeline_agent_up", {"agent": agent}) is None
+    assert b.registry.get_sample_value("pipeline_batches_dropped_total", {"agent": "only-one"}) == 0
+    assert (
+        b.registry.get_sample_value("pipeline_batches_dropped_total", {"agent": "score-access"})
+        is None
+    )
     a.alerts_out.inc()
     assert a.registry.get_sample_value("pipeline_alerts_out_total") == 1.0
     assert b.registry.get_sample_value("pipeline_alerts_out_total") == 0.0
@@ -255,6 +260,18 @@ def test_deprecated_name_api_still_works() -> None:
     assert m.get("pipeline_events_dead_lettered_total", topic="t", code="malformed_json") == 1.0
     assert m.get("pipeline_reference_ready") == 1.0
     assert m.get("pipeline_feedback_learned_total") == 0.0
-    assert m.prune_consumer_lag([]) == [("t", 2)]  # set() went through the pruned path
+    m.observe("pipeline_batch_seconds", 0.02, agent="access")
+    m.observe("pipeline_alert_latency_seconds", 0.3)
+    assert m.get("pipeline_batch_seconds_count", agent="access") == 1.0
+    assert m.get("pipeline_alert_latency_seconds_bucket", le="0.25") == 0.0
+    assert m.get("pipeline_alert_latency_seconds_bucket", le="0.5") == 1.0
+    m.set("pipeline_consumer_lag_messages", 4, topic="t", partition="3")
+    m.drop("pipeline_consumer_lag_messages", topic="t", partition="2")
+    m.drop("pipeline_consumer_lag_messages", topic="t", partition="99")  # unknown: no error
+    assert 'pipeline_consumer_lag_messages{partition="2"' not in m.render()
+    assert m.prune_consumer_lag([]) == [("t", 3)]  # set() and drop() keep the pruned set
+    m.inc("pipeline_retries_total", operation="write")
+    m.drop("pipeline_retries_total", operation="write")
+    assert m.get("pipeline_retries_total", operation="write") == 0.0
     with pytest.raises(KeyError, match="no metric named"):
         m.inc("pipeline_no_such_total")
