@@ -400,6 +400,15 @@ class Metrics(WorkerMetrics):
         super().__init__(agents)
         self._by_name = self.instruments()
 
+    def get(
+        self,
+        name: str,
+        **labels: str,
+    ) -> float:
+        """The value of one sample (0 when it does not exist)."""
+        value = self.registry.get_sample_value(name, labels)
+        return 0.0 if value is None else value
+
     def _child(self, name: str, labels: dict[str, str]) -> Any:
         try:
             metric = self._by_name[name]
@@ -410,10 +419,20 @@ class Metrics(WorkerMetrics):
             return metric
         return metric.labels(**{n: str(labels.get(n, "")) for n in names})
 
-    def inc(self, name: str, value: float = 1.0, **labels: str) -> None:
+    def inc(
+        self,
+        name: str,
+        value: float = 1.0,
+        **labels: str,
+    ) -> None:
         self._child(name, labels).inc(value)
 
-    def set(self, name: str, value: float, **labels: str) -> None:
+    def set(
+        self,
+        name: str,
+        value: float,
+        **labels: str,
+    ) -> None:
         if name == "pipeline_consumer_lag_messages":
             self.set_consumer_lag(labels.get("topic", ""), int(labels["partition"]), value)
             return
@@ -433,10 +452,6 @@ class Metrics(WorkerMetrics):
         metric = self._by_name[name]
         if metric._labelnames:
             metric.remove(*[str(labels.get(n, "")) for n in metric._labelnames])
-
-    def get(self, name: str, **labels: str) -> float:
-        value = self.registry.get_sample_value(name, labels)
-        return 0.0 if value is None else value
 
     def render(self) -> str:  # type: ignore[override]
         return super().render().decode("utf-8")
