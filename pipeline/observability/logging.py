@@ -35,7 +35,8 @@ import orjson
 #: The fields a log record may carry besides time, level, logger and message.
 CONTEXT_FIELDS: Final = ("alert_id", "staff_id", "agent", "topic", "partition", "offset", "code")
 
-TEXT_FORMAT: Final = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+#: The worker's lines as Faust (mode) wrote them, plus the logger's name.
+TEXT_FORMAT: Final = "[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s"
 
 LogFormat = Literal["text", "json"]
 
@@ -92,7 +93,7 @@ def record_context(record: logging.LogRecord) -> dict[str, object]:
 
 
 class TextFormatter(logging.Formatter):
-    """``time LEVEL logger: message [alert_id=... staff_id=...]``."""
+    """``[time] [pid] [LEVEL] logger: message [alert_id=... staff_id=...]``."""
 
     def __init__(self) -> None:
         super().__init__(TEXT_FORMAT)

@@ -6,6 +6,7 @@ import asyncio
 import io
 import json
 import logging
+import os
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -22,24 +23,34 @@ from pipeline.settings import Settings
 from pipeline.worker.main import worker_options
 
 TEXT_LINE = re.compile(
-    r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (DEBUG|INFO|WARNING|ERROR) ([\w.]+): (.*)$"
+    r"^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}\] \[(\d+)\] \[(DEBUG|INFO|WARNING|ERROR)\] "
+    r"([\w.]+): (.*)$"
 )
 
 
 @pytest.fixture(autouse=True)
-def restore_root_logger() -> Iterator[None]:
+def restore_loggers() -> Iterator[None]:
+    """Root handlers and every logger's level as they were (the CLI sets some)."""
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
+    levels = {
+        name: logger.level
+        for name, logger in logging.root.manager.loggerDict.items()
+        if isinstance(logger, logging.Logger)
+    }
     yield
     root.handlers[:] = handlers
     root.setLevel(level)
+    for name, logger in logging.root.manager.loggerDict.items():
+        if isinstance(logger, logging.Logger):
+            logger.setLevel(levels.get(name, logging.NOTSET))
 
 
 def json_lines(stream: io.StringIO) -> list[dict[str, Any]]:
     return [json.loads(line) for line in stream.getvalue().splitlines()]
 
 
-def test_text_lines_keep_todays_format_and_append_context() -> None:
+def test_text_lines_keep_the_workers_format_and_append_context() -> None:
     out = io.StringIO()
     configure_logging("info", "text", out)
     log = logging.getLogger("pipeline.test")
@@ -50,8 +61,8 @@ def test_text_lines_keep_todays_format_and_append_context() -> None:
     assert len(lines) == 2
     first, second = (TEXT_LINE.match(line) for line in lines)
     assert first is not None and second is not None
-    assert first.groups() == ("INFO", "pipeline.test", "plain 1")
-    assert second.group(3) == "with context [alert_id=A-1 staff_id=S7]"
+    assert first.groups() == (str(os.getpid()), "INFO", "pipeline.test", "plain 1")
+    assert second.group(4) == "with context [alert_id=A-1 staff_id=S7]"
 
 
 def test_json_lines_carry_context_fields() -> None:
@@ -163,7 +174,7 @@ def test_cli_logs_in_the_configured_format(
     monkeypatch.setenv("PIPELINE_LOG_FORMAT", "text")
     assert cli.main(["migrate"]) == 0
     line = capsys.readouterr().err.strip().splitlines()[-1]
-    assert line.endswith("INFO pipeline.cli: ran migrate [alert_id=A-3]")
+    assert line.endswith("[INFO] pipeline.cli: ran migrate [alert_id=A-3]")
 
 
 def test_the_faust_worker_keeps_our_handlers() -> None:
