@@ -9,11 +9,12 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
 WORKDIR /app
-# Only what the package build needs (README.md is the package's readme).
-COPY pyproject.toml README.md ./
+# Only what the package build needs (README.md is the package's readme,
+# LICENSE and NOTICE its license files); constraints.txt pins every dependency.
+COPY pyproject.toml README.md LICENSE NOTICE constraints.txt ./
 COPY pipeline ./pipeline
 COPY simbank ./simbank
-RUN pip install . \
+RUN pip install -c constraints.txt . \
     && useradd --create-home --uid 10001 --shell /usr/sbin/nologin pipeline \
     && mkdir -p /app/data \
     && chown pipeline:pipeline /app/data

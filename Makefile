@@ -6,15 +6,29 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: install up down demo test unit lint typecheck evaluate bench clean screenshots
+# constraints.txt pins every package (direct and transitive) for reproducible
+# installs; `make constraints` regenerates it from pyproject.toml.
+UV_VERSION := 0.13.8
+
+.PHONY: install up down demo test unit lint typecheck evaluate bench clean constraints docs screenshots
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml constraints.txt
 	@test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test,report]'
+	$(BIN)/pip install -q -c constraints.txt -e '.[test,report]'
 	@touch $@
+
+constraints:
+	@test -x .tools/bin/uv || { $(PYTHON) -m venv .tools && .tools/bin/pip install -q uv==$(UV_VERSION); }
+	.tools/bin/uv pip compile pyproject.toml --extra test --extra report \
+		--python-version 3.11 --python-platform x86_64-manylinux_2_28 \
+		--custom-compile-command 'make constraints' --output-file constraints.txt
+
+# The settings table of docs/operations.md, from pipeline/settings.py.
+docs: install
+	$(BIN)/python -m pipeline.settings_doc --write docs/operations.md
 
 up: install
 	bash infra/up.sh
@@ -47,4 +61,4 @@ evaluate: install up
 	$(BIN)/simbank evaluate
 
 clean:
-	rm -rf $(VENV) .pipeline-data reports
+	rm -rf $(VENV) .tools .pipeline-data reports

@@ -7,7 +7,7 @@ a) the pure core: decode + apply of every record into ``ReferenceState`` from
    pre-encoded JSON bytes, the process's resident memory after loading, and the
    cost of ``state.enrich(event)`` over ~1M realistic accesses;
 b) a real broker: publishing the same records (8 partitions per topic) and one
-   ``ReferenceReader`` from start to ``ready`` (a worker's bootstrap), with RSS.
+   the reference reader from start to ``ready`` (a worker's bootstrap), with RSS.
 
 Each phase runs in a fresh interpreter (``--phase``, internal), so each RSS figure
 belongs to that phase alone. Records are generated deterministically from
@@ -43,10 +43,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
-from pipeline.contract.decode import DecodeError
-from pipeline.contract.records import AccessEvent
-from pipeline.observability.metrics import Metrics
-from pipeline.reference.reader import ReferenceReader, apply_reference_record
+from pipeline.contract.records import AccessEvent, DeadLetter
+from pipeline.reference.reader import apply_reference_record, reference_reader
 from pipeline.reference.state import ReferenceState
 from pipeline.settings import Settings
 from pipeline.timeutil import format_ts, parse_ts
@@ -448,13 +446,15 @@ async def _bootstrap(bootstrap: str, prefix: str) -> dict[str, Any]:
     state = ReferenceState()
     dead: list[str] = []
 
-    async def dead_letter(
-        value: bytes | None, key: bytes | None, topic: str, part: int, off: int, err: DecodeError
-    ) -> None:
-        dead.append(err.code)
+    async def dead_letter(letter: DeadLetter, key: bytes | None) -> None:
+        dead.append(letter.error.code)
 
-    metrics = Metrics()
-    reader = ReferenceReader(settings, state, metrics, dead_letter)
+    applied_by_kind: dict[str, int] = {}
+
+    def counted(kind: str) -> None:
+        applied_by_kind[kind] = applied_by_kind.get(kind, 0) + 1
+
+    reader = reference_reader(settings, state, dead_letter, counted)
     t0 = time.perf_counter()
     task = asyncio.create_task(reader.run())
     ready = asyncio.create_task(reader.ready.wait())
@@ -469,7 +469,7 @@ async def _bootstrap(bootstrap: str, prefix: str) -> dict[str, Any]:
         await task
     gc.collect()
     rss_after = rss_mib()
-    applied = round(sum(metrics.get("pipeline_reference_records_total", kind=k) for k, _ in KINDS))
+    applied = sum(applied_by_kind.values())
     return {
         "bootstrap_seconds": round(reader.bootstrap_seconds or wall, 1),
         "wall_seconds": round(wall, 1),

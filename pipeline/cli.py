@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from pipeline.errors import PipelineError
+from pipeline.observability.logging import configure_logging
 from pipeline.observability.logs import quiet_payload_loggers
 from pipeline.settings import Settings, SettingsError
 
@@ -96,10 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"pipeline: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=settings.log_level.upper() if settings.log_level != "warn" else "WARNING",
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(settings.log_level, settings.log_format)
     quiet_payload_loggers()  # docs/security.md, "What is logged"
     if args.command != "worker":
         logging.getLogger("aiokafka").setLevel(logging.WARNING)

@@ -91,86 +91,145 @@ class _SecretFilesSource(PydanticBaseSettingsSource):
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX, frozen=True, extra="ignore", validate_default=False
+        env_prefix=ENV_PREFIX,
+        frozen=True,
+        extra="ignore",
+        validate_default=False,
+        # The docstring below each field is its description: docs/operations.md's
+        # settings table is generated from them (pipeline.settings_doc).
+        use_attribute_docstrings=True,
     )
 
     # -- the contract's table ---------------------------------------------
     kafka_bootstrap: str = "localhost:9092"
+    """Kafka bootstrap servers, comma-separated `host:port`."""
     database_url: str = "postgresql://pipeline:pipeline@localhost:5432/pipeline"
+    """Postgres DSN of the worker role (insert and update on the alert tables)."""
     topic_prefix: str = "bank."
+    """Prefix of every contract topic (`{prefix}access-events`, ...); may be empty."""
     app_id: str = "access-watch"
+    """Faust app id: the consumer group, and the prefix of internal topics and state."""
     web_port: int = 6066
+    """HTTP port of the worker: `GET /health`, `GET /metrics`."""
     data_dir: Path = Path("./.pipeline-data")
+    """Local state directory of the worker (rebuilt from changelog topics when lost)."""
     partitions: int = 8
+    """Partition count of the topics the pipeline creates; at most this many workers share the
+    work."""
 
     # -- topics ------------------------------------------------------------
     # Replication of every topic the pipeline creates; 3 in production, with
     # min.insync.replicas 2 (set kafka_min_insync_replicas).
     replication_factor: int = 1
+    """Replication factor of the topics the pipeline creates (3 in production)."""
     min_insync_replicas: int | None = None
+    """`min.insync.replicas` of the topics the pipeline creates (2 in production); unset: the
+    broker's default."""
 
     # -- Kafka security (one client factory: pipeline.broker.clients) -----
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    """Kafka security protocol: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL."""
     kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
+    """SASL mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512."""
     kafka_sasl_username: str | None = None
+    """SASL user name."""
     kafka_sasl_password: str | None = None
+    """SASL password."""
     kafka_ssl_cafile: Path | None = None
+    """CA bundle (PEM) that signs the brokers' certificates."""
     kafka_ssl_certfile: Path | None = None
+    """Client certificate (PEM) for mutual TLS."""
     kafka_ssl_keyfile: Path | None = None
+    """Private key (PEM) of the client certificate."""
     kafka_ssl_key_password: str | None = None
+    """Password of the client key."""
     kafka_ssl_check_hostname: bool = True
+    """Check that the broker certificate names the host connected to."""
 
     # -- database ----------------------------------------------------------
     # Owner role for `pipeline migrate`; workers use database_url (insert and
     # update only). Empty: migrate with database_url.
     migrate_database_url: str | None = None
+    """Postgres DSN of the owner role, used by `pipeline migrate`; unset:
+    `PIPELINE_DATABASE_URL`."""
     # Workers migrate at start (development); off where the worker role cannot.
     migrate_on_start: bool = True
+    """Workers create and migrate the schema at start (development); false where the worker role
+    cannot."""
 
     # -- privacy -----------------------------------------------------------
     # Key of the keyed hash that pseudonymizes customer ids in alerts.
     pseudonym_key: str = "change-me-in-production"
+    """Key of the keyed hash that pseudonymizes customer ids in alerts; the placeholder is refused
+    unless dev mode."""
     # When true, alerts carry raw customer ids instead of pseudonyms.
     raw_customer_ids: bool = False
+    """Alerts carry raw customer ids instead of pseudonyms."""
     # Allows the placeholder pseudonym key and other development shortcuts.
     dev_mode: bool = False
+    """Allow the placeholder pseudonym key, local console login and other development shortcuts."""
 
     # -- web ---------------------------------------------------------------
     web_bind: str = "127.0.0.1"
+    """Address the worker's HTTP server listens on (`0.0.0.0` in a container)."""
 
     # -- logging -----------------------------------------------------------
     log_level: Literal["debug", "info", "warning", "warn", "error"] = "info"
+    """Log level: debug, info, warning (or warn), error."""
     log_format: Literal["text", "json"] = "text"
+    """Log format: `text` lines, or `json` (one object per line, with `alert_id`/`staff_id` when
+    known)."""
+
+    # -- metrics -----------------------------------------------------------
+    faust_metrics: bool = False
+    """Also export Faust's own Prometheus sensor (`faust_*` metrics) on `/metrics`; costs roughly
+    25 µs per event."""
 
     # -- detection ---------------------------------------------------------
     # Learning period: accesses before this event time teach baselines but
     # raise only policy-violation alerts (RFC 3339; empty: no learning period).
     learn_until: datetime | None = None
+    """End of the learning period (RFC 3339): earlier accesses teach baselines and raise only
+    policy-violation alerts; unset: none."""
     # The bank's own timezone: the calendar of daily baselines and peer days.
     bank_timezone: str = "Asia/Shanghai"
+    """The bank's IANA time zone: the calendar of daily baselines and peer days."""
     # An access more than this far ahead of its partition's event-time
     # watermark is dead-lettered (code clock_skew).
     max_event_skew_s: float = 7 * 86400.0
+    """An access this many seconds ahead of its partition's event-time watermark is dead-lettered
+    (`clock_skew`)."""
     # How late (event time) an access may arrive and still count in its
     # day's peer statistics.
     allowed_lateness_s: float = 3600.0
+    """How late (event time, seconds) an access may arrive and still count in its day's peer
+    statistics."""
 
     # -- normalize ---------------------------------------------------------
     # `pipeline normalize`: the topic carrying core-banking CDC records (Debezium,
     # Kafka Connect or flat rows) and the mapping file (YAML or JSON, see
     # docs/ingestion.md) that turns them into AccessEvents.
     normalize_source_topic: str | None = None
+    """`pipeline normalize`: the topic of core-banking CDC records to map onto access events."""
     normalize_mapping_file: Path | None = None
+    """`pipeline normalize`: the mapping file (YAML or JSON, docs/ingestion.md)."""
 
     # -- console -----------------------------------------------------------
     console_port: int = 8080
+    """HTTP port of the analyst console (`pipeline console`)."""
     console_bind: str = "127.0.0.1"
+    """Address the console listens on (`0.0.0.0` in a container, behind the reverse proxy)."""
     # Header a trusted reverse proxy sets to the analyst's identity; empty:
     # local login (demo only, needs dev_mode).
     console_identity_header: str = "X-Forwarded-User"
+    """Header in which the trusted reverse proxy names the analyst; empty: local login (demo only,
+    needs dev mode)."""
     console_roles_header: str = "X-Forwarded-Groups"
+    """Header in which the reverse proxy lists the analyst's groups."""
     console_reveal_role: str = "investigator"
+    """Group allowed to reveal the raw customer ids behind pseudonyms in the console."""
     console_secret: str | None = None
+    """Secret that signs console sessions and forms."""
 
     @field_validator("*", mode="before")
     @classmethod

@@ -47,8 +47,8 @@ OCSF attribute                          from the alert
 ``finding_info.related_events``         one ``{uid: event_id}`` per ``event_ids`` entry
 ``finding_info.related_events_count``   ``event_count`` (may exceed the listed ids)
 ``finding_info.analytic``               the heaviest reason: uid/name = code, desc = catalogue
-                                        title, type_id by family (rule 1 Rule, behaviour and
-                                        first_seen 2 Behavioral, model 4 Learning (ML/DL),
+                                        title, type_id by family (policy 1 Rule, soft and
+                                        volume 2 Behavioral, model 4 Learning (ML/DL),
                                         unknown code 0 Unknown)
 ``finding_info.related_analytics``      the other reasons the same way, then the model (name,
                                         version, 4 Learning (ML/DL)) when there is one
@@ -131,9 +131,9 @@ _VERDICT: Final = {
 _SUPPRESSING: Final = frozenset({"false_positive", "benign_true_positive"})
 # catalogue family -> analytic (type_id, type)
 _ANALYTIC_TYPE: Final = {
-    "rule": (1, "Rule"),
-    "behaviour": (2, "Behavioral"),
-    "first_seen": (2, "Behavioral"),
+    "policy": (1, "Rule"),
+    "soft": (2, "Behavioral"),
+    "volume": (2, "Behavioral"),
     "model": (4, "Learning (ML/DL)"),
 }
 _UNKNOWN_ANALYTIC: Final = (0, "Unknown")

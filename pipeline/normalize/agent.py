@@ -44,12 +44,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 
 from pipeline.broker.topics import ensure_topics
-from pipeline.contract.decode import dead_letter
+from pipeline.contract.decode import dead_letter, encode
 from pipeline.errors import PoisonError, RetriableError
 from pipeline.normalize.mapping import (
     Emit,
@@ -249,7 +248,7 @@ class NormalizeAgent:
 
     def _dead_letter(self, record: Any, error: PoisonError) -> bytes:
         args = (record.topic, record.partition, record.offset, error, time.time())
-        value = orjson.dumps(dead_letter(record.value, record.key, *args))
+        value = encode(dead_letter(record.value, record.key, *args))
         if len(value) <= MAX_DEAD_LETTER_BYTES:
             return value
         size = len(record.value) if record.value is not None else 0
@@ -258,4 +257,4 @@ class NormalizeAgent:
             f"{error.message} (the original value, {size} bytes, is not kept: its dead "
             "letter would exceed the topic's message size)",
         )
-        return orjson.dumps(dead_letter(b"", record.key, *args[:3], note, args[4]))
+        return encode(dead_letter(b"", record.key, *args[:3], note, args[4]))

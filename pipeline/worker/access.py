@@ -21,7 +21,8 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Final, Protocol
 
 from pipeline.core.engine import Core, Inbound
-from pipeline.worker.publish import Counter, OutboxPublisher
+from pipeline.observability.metrics import WorkerMetrics
+from pipeline.worker.publish import OutboxPublisher
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ class AccessProcessor:
         publisher: OutboxPublisher,
         table: StateTable,
         consumer: Consumer,
-        metrics: Counter,
+        metrics: WorkerMetrics,
         topic: str,
     ) -> None:
         self.core = core
@@ -62,6 +63,8 @@ class AccessProcessor:
         self._last_offered: dict[int, int] = {}
         self._paused: set[int] = set()
         self.last_progress = time.monotonic()
+        self._exported = {"duplicates": 0, "peer_days": 0}
+        self._resets_exported: dict[tuple[str, str], int] = {}
 
     def caught_up(self, partition: int) -> bool:
         """Nothing more to fetch now for ``partition`` (it may close its days when idle)."""
@@ -87,7 +90,7 @@ class AccessProcessor:
                     self._last_offered[p] = off
                 ts = getattr(m, "timestamp", None)
                 inbound.append(Inbound(p, off, m.key, m.value, int(ts * 1000) if ts else -1))
-            self.metrics.inc("pipeline_events_in_total", len(inbound), topic=self.topic)
+            self.metrics.events_in.labels(topic=self.topic).inc(len(inbound))
             self.core.offer(inbound)
             await self._cycle()
 
@@ -123,19 +126,34 @@ class AccessProcessor:
         self._flow_control()
         done = clock()
         m = self.metrics
-        m.observe("pipeline_batch_seconds", done - started, agent="access")
-        m.observe("pipeline_batch_phase_seconds", scored - started, phase="score")
-        m.observe("pipeline_batch_phase_seconds", published - scored, phase="publish")
-        m.observe("pipeline_batch_phase_seconds", written - published, phase="state")
-        m.observe("pipeline_batch_phase_seconds", done - written, phase="ack")
-        m.observe("pipeline_batch_records", float(len(out.done)))
-        m.inc("pipeline_state_writes_total", len(writes))
+        m.batch_seconds.labels(agent="score-access").observe(done - started)
+        phase = m.batch_phase_seconds
+        phase.labels(phase="score").observe(scored - started)
+        phase.labels(phase="publish").observe(published - scored)
+        phase.labels(phase="state").observe(written - published)
+        phase.labels(phase="ack").observe(done - written)
+        m.batch_records.observe(len(out.done))
+        m.state_writes.inc(len(writes))
+        self._export_core_stats()
         stats = self.core.stats
         if stats.newest_event_at:
-            self.metrics.set(
-                "pipeline_processing_lag_seconds", max(0.0, time.time() - stats.newest_event_at)
-            )
-        self.metrics.set("pipeline_partitions_waiting", float(len(self._waiting_partitions())))
+            m.processing_lag.set(max(0.0, time.time() - stats.newest_event_at))
+        m.partitions_waiting.set(len(self._waiting_partitions()))
+
+    def _export_core_stats(self) -> None:
+        """The core counts in plain ints (it has no I/O); export what changed."""
+        stats, seen, m = self.core.stats, self._exported, self.metrics
+        if stats.duplicates > seen["duplicates"]:
+            m.events_duplicate.inc(stats.duplicates - seen["duplicates"])
+            seen["duplicates"] = stats.duplicates
+        if stats.peer_days > seen["peer_days"]:
+            m.peer_days_published.inc(stats.peer_days - seen["peer_days"])
+            seen["peer_days"] = stats.peer_days
+        for (kind, reason), n in self.core.store.resets.items():
+            done = self._resets_exported.get((kind, reason), 0)
+            if n > done:
+                m.state_resets.labels(kind=kind, reason=reason).inc(n - done)
+                self._resets_exported[(kind, reason)] = n
 
     def _waiting_partitions(self) -> list[int]:
         return [p for p, q in self.core.queues.items() if q]

@@ -163,10 +163,9 @@ def register(app: faust.App, s: Settings, producer: Any = None, backing: Any = N
         revoked = args[0] if args else kwargs.get("revoked", ())
         gone = {tp.partition for tp in revoked if tp.topic == s.access_topic}
         rt.access.revoke(gone)
-        for p in gone:
-            rt.metrics.drop(
-                "pipeline_consumer_lag_messages", topic=s.access_topic, partition=str(p)
-            )
+        rt.metrics.prune_consumer_lag(
+            (s.access_topic, p) for p in consumer.assigned() if p not in gone
+        )
 
     app.on_rebalance_complete.connect(on_joined)
     app.on_partitions_revoked.connect(on_revoked)
@@ -180,16 +179,13 @@ def register(app: faust.App, s: Settings, producer: Any = None, backing: Any = N
 
     @app.page("/metrics")
     async def metrics_page(web: Any, request: Any) -> Any:
-        for p in consumer.assigned():
+        assigned = consumer.assigned()
+        for p in assigned:
             high = consumer.highwater(p)
             if high is not None:
-                seen = rt.access.last_offered(p)
-                rt.metrics.set(
-                    "pipeline_consumer_lag_messages",
-                    max(0, high - seen - 1),
-                    topic=s.access_topic,
-                    partition=str(p),
-                )
-        return web.text(rt.metrics.render(), content_type="text/plain; version=0.0.4")
+                rt.metrics.set_consumer_lag(s.access_topic, p, high - rt.access.last_offered(p) - 1)
+        rt.metrics.prune_consumer_lag((s.access_topic, p) for p in assigned)
+        rt.metrics.reference_ready.set(1.0 if rt.reference_tail.ready.is_set() else 0.0)
+        return web.bytes(rt.metrics.render(), content_type=rt.metrics.content_type)
 
     return rt

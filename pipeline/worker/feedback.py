@@ -29,7 +29,8 @@ import msgspec
 
 from pipeline.contract.decode import DecodeError, dead_letter, decode_feedback
 from pipeline.contract.records import Verdict
-from pipeline.worker.publish import Counter, DeadLetterSender, Producer, retrying
+from pipeline.observability.metrics import WorkerMetrics
+from pipeline.worker.publish import DeadLetterSender, Producer, retrying
 from pipeline.worker.store import AlertStore
 
 log = logging.getLogger(__name__)
@@ -68,7 +69,7 @@ class FeedbackService:
         store: AlertStore,
         producer: Producer,
         staff_topic: str,
-        metrics: Counter,
+        metrics: WorkerMetrics,
         dead_letters: DeadLetterSender,
     ) -> None:
         self.store = store
@@ -99,7 +100,7 @@ class FeedbackService:
                     "decided_at": fb.decided_at,
                 }
             )
-            self.metrics.inc("pipeline_feedback_total", verdict=fb.verdict)
+            self.metrics.feedback.labels(verdict=fb.verdict).inc()
         if not rows:
             return
         await self.store.run("store_feedback", lambda sink: sink.store_feedback(rows))
@@ -135,14 +136,14 @@ class FeedbackService:
 def learn(
     verdicts: Sequence[tuple[StaffVerdict, int]],
     apply: Callable[[str, int, str, str, list[str]], bool],
-    metrics: Counter,
+    metrics: WorkerMetrics,
 ) -> None:
     """Apply routed verdicts ``(verdict, partition)`` with ``apply`` (the core's)."""
     for v, partition in verdicts:
         if apply(v.staff_id, partition, v.alert_id, v.verdict, list(v.codes)):
-            metrics.inc("pipeline_feedback_learned_total")
+            metrics.feedback_learned.inc()
         else:
-            metrics.inc("pipeline_feedback_ignored_total", reason="repeated_or_policy_only")
+            metrics.feedback_ignored.labels(reason="repeated_or_policy_only").inc()
 
 
 Learner = Callable[[Sequence[tuple[StaffVerdict, int]]], Awaitable[None]]

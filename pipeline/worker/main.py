@@ -20,6 +20,7 @@ import asyncio
 import logging
 import ssl
 import sys
+from typing import Any
 
 import asyncpg
 import faust
@@ -29,6 +30,7 @@ from pipeline.broker.topics import ensure_topics
 from pipeline.db.migrate import SchemaBehindError, prepare_schema
 from pipeline.errors import RetriableError
 from pipeline.observability.logs import quiet_payload_loggers
+from pipeline.observability.metrics import install_faust_sensor
 from pipeline.settings import Settings, SettingsError
 from pipeline.worker.agents import register
 from pipeline.worker.app import create_app
@@ -70,6 +72,21 @@ async def prepare(settings: Settings, wait_s: float = 60.0) -> None:
         log.warning("Postgres not reachable at start (%s); alerts will queue on the topic", exc)
 
 
+def worker_options(settings: Settings) -> dict[str, Any]:
+    """Keyword arguments of ``faust.Worker``.
+
+    The CLI has configured logging already (text or JSON lines,
+    :mod:`pipeline.observability.logging`); by default mode's worker would
+    replace the root handlers with its own coloured ones. In JSON mode the
+    start-up banner, which Faust prints to stdout, is left out too.
+    """
+    return {
+        "loglevel": settings.log_level,
+        "override_logging": False,
+        "quiet": settings.log_format == "json",
+    }
+
+
 def run_worker(settings: Settings) -> int:
     """Run a worker until it is stopped; returns the exit status when it refuses to start."""
     try:
@@ -92,8 +109,11 @@ def run_worker(settings: Settings) -> int:
         print(f"pipeline worker: {exc}", file=sys.stderr)
         return EXIT_UNREACHABLE
     app = create_app(settings)
-    register(app, settings)
+    rt = register(app, settings)
+    if settings.faust_metrics:
+        # Faust's sensor writes into the worker's registry: one /metrics page.
+        install_faust_sensor(app, rt.metrics)
     quiet_payload_loggers()  # before Faust sets the root level: records never reach the log
-    worker = faust.Worker(app, loop=loop, loglevel=settings.log_level)
+    worker = faust.Worker(app, loop=loop, **worker_options(settings))
     worker.execute_from_commandline()
     return 0

@@ -20,6 +20,7 @@ from aiokafka.errors import KafkaError
 from pipeline.contract.decode import encode
 from pipeline.contract.records import DeadLetter
 from pipeline.core.engine import Outbox
+from pipeline.observability.metrics import WorkerMetrics
 from pipeline.peers import days as peer_days
 from pipeline.settings import Settings
 
@@ -33,24 +34,14 @@ class Producer(Protocol):
     async def send(self, topic: str, key: bytes | None, value: bytes | None) -> Awaitable[Any]: ...
 
 
-class Counter(Protocol):
-    """What the services need of the worker's metrics."""
-
-    def inc(self, name: str, value: float = 1.0, **labels: str) -> None: ...
-
-    def set(self, name: str, value: float, **labels: str) -> None: ...
-
-    def observe(self, name: str, value: float, **labels: str) -> None: ...
-
-
-async def retrying(what: str, fn: Callable[[], Awaitable[Any]], metrics: Counter) -> Any:
+async def retrying(what: str, fn: Callable[[], Awaitable[Any]], metrics: WorkerMetrics) -> Any:
     """Run ``fn`` until it succeeds, retrying broker errors with backoff (counted)."""
     delay = 0.2
     while True:
         try:
             return await fn()
         except (TimeoutError, KafkaError, OSError) as exc:
-            metrics.inc("pipeline_retries_total", operation=what)
+            metrics.retries.labels(operation=what).inc()
             log.warning(
                 "%s failed (%s: %s); retrying in %.1f s", what, type(exc).__name__, exc, delay
             )
@@ -90,7 +81,7 @@ class OutboxPublisher:
         self,
         producer: Producer,
         settings: Settings,
-        metrics: Counter,
+        metrics: WorkerMetrics,
         ocsf: Callable[[dict[str, Any]], bytes] | None = None,
     ) -> None:
         self.producer = producer
@@ -130,26 +121,22 @@ class OutboxPublisher:
                     )
                 )
             if a.source_timestamp_ms > 0:
-                self.metrics.observe(
-                    "pipeline_alert_latency_seconds", max(0.0, now_ms - a.source_timestamp_ms) / 1e3
-                )
+                self.metrics.alert_latency.observe(max(0.0, now_ms - a.source_timestamp_ms) / 1e3)
         if not items:
             return
         await retrying("publish", lambda: self._send_all(items), self.metrics)
         for dl, _ in out.dead_letters:
-            self.metrics.inc(
-                "pipeline_events_dead_lettered_total", topic=dl.topic, code=dl.error.code
-            )
+            self.metrics.events_dead_lettered.labels(topic=dl.topic, code=dl.error.code).inc()
         if out.alerts:
-            self.metrics.inc("pipeline_alerts_out_total", len(out.alerts))
+            self.metrics.alerts_out.inc(len(out.alerts))
             if self.ocsf is not None:
-                self.metrics.inc("pipeline_ocsf_out_total", len(out.alerts))
+                self.metrics.ocsf_out.inc(len(out.alerts))
 
 
 class DeadLetterSender:
     """Dead letters from places outside the core (reference reader, feedback, alert store)."""
 
-    def __init__(self, producer: Producer, settings: Settings, metrics: Counter) -> None:
+    def __init__(self, producer: Producer, settings: Settings, metrics: WorkerMetrics) -> None:
         self.producer = producer
         self.s = settings
         self.metrics = metrics
@@ -161,5 +148,5 @@ class DeadLetterSender:
             await (await self.producer.send(self.s.dlq_topic, key, value))
 
         await retrying("dead_letter", send, self.metrics)
-        self.metrics.inc("pipeline_events_dead_lettered_total", topic=dl.topic, code=dl.error.code)
+        self.metrics.events_dead_lettered.labels(topic=dl.topic, code=dl.error.code).inc()
         log.warning("dead-lettered %s[%d]@%d: %s", dl.topic, dl.partition, dl.offset, dl.error.code)

@@ -21,7 +21,7 @@ from pipeline.contract.decode import DecodeError, dead_letter
 from pipeline.core.engine import Core
 from pipeline.core.offline import core_config
 from pipeline.core.store import Backing, Store
-from pipeline.observability.metrics import Metrics, worker_metrics
+from pipeline.observability.metrics import WorkerMetrics
 from pipeline.peers import days as peer_days
 from pipeline.peers.book import PeerBook
 from pipeline.reference.reader import reference_reader
@@ -44,12 +44,12 @@ class Runtime:
         producer: Producer,
         table: Backing,
         consumer: Consumer,
-        metrics: Metrics | None = None,
+        metrics: WorkerMetrics | None = None,
         ocsf: Callable[[dict[str, Any]], bytes] | None = None,
     ) -> None:
         s = settings
         self.settings = s
-        self.metrics = metrics or worker_metrics()
+        self.metrics = metrics or WorkerMetrics()
         self.health = Health()
         self.reference = ReferenceState()
         self.book = PeerBook(s.partitions)
@@ -74,15 +74,15 @@ class Runtime:
             s,
             self.reference,
             self.dead_letters,
-            lambda kind: self.metrics.inc("pipeline_reference_records_total", kind=kind),
-            on_error=lambda: self.metrics.inc("pipeline_batches_dropped_total", agent="reference"),
+            lambda kind: self.metrics.reference_records.labels(kind=kind).inc(),
+            on_error=lambda: self.metrics.batches_dropped.labels(agent="reference").inc(),
         )
         self.peer_tail = Tail(
             s,
             [s.peer_days_topic],
             self._apply_peer_record,
             "peer statistics",
-            on_error=lambda: self.metrics.inc("pipeline_batches_dropped_total", agent="peers"),
+            on_error=lambda: self.metrics.batches_dropped.labels(agent="peers").inc(),
         )
 
     async def _apply_peer_record(
@@ -94,7 +94,7 @@ class Runtime:
             rec = peer_days.decode(value)
         except Exception as exc:  # msgspec errors: an unreadable internal record
             log.error("peer statistics %s[%d]@%d unreadable: %s", topic, partition, offset, exc)
-            self.metrics.inc("pipeline_state_resets_total", kind="peer_day", reason="corrupt")
+            self.metrics.state_resets.labels(kind="peer_day", reason="corrupt").inc()
             return
         self.book.add(rec)
 
@@ -113,10 +113,12 @@ class Runtime:
         try:
             await work
             self.health.progress(agent)
+            self.metrics.agent_up.labels(agent=agent).set(1)
         except asyncio.CancelledError:
             raise
         except Exception:
-            self.metrics.inc("pipeline_batches_dropped_total", agent=agent)
+            self.metrics.batches_dropped.labels(agent=agent).inc()
+            self.metrics.agent_up.labels(agent=agent).set(0)
             self.health.failed(agent)
             log.critical("agent %s failed; stopping the worker", agent, exc_info=True)
             fatal()

@@ -22,10 +22,11 @@ from pipeline.contract.decode import DecodeError, dead_letter, decode_alert
 from pipeline.contract.records import Alert
 from pipeline.db.migrate import prepare_schema
 from pipeline.errors import PoisonError
+from pipeline.observability.metrics import WorkerMetrics
 from pipeline.settings import Settings
 from pipeline.sinks.base import AlertSink
 from pipeline.sinks.postgres import PostgresSink, classify
-from pipeline.worker.publish import Counter, DeadLetterSender
+from pipeline.worker.publish import DeadLetterSender
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,7 @@ class AlertStore:
     def __init__(
         self,
         settings: Settings,
-        metrics: Counter,
+        metrics: WorkerMetrics,
         dead_letters: DeadLetterSender,
         connect: Callable[[str], Awaitable[AlertSink]] | None = None,
     ) -> None:
@@ -75,16 +76,14 @@ class AlertStore:
             try:
                 async with self._lock:
                     result = await fn(await self._get())
-                self.metrics.observe(
-                    "pipeline_postgres_write_seconds",
-                    time.perf_counter() - started,
-                    operation=operation,
+                self.metrics.postgres_write_seconds.labels(operation=operation).observe(
+                    time.perf_counter() - started
                 )
                 return result
             except TRANSIENT as exc:
                 if classify(exc) == "poison":
                     raise
-                self.metrics.inc("pipeline_retries_total", operation=operation)
+                self.metrics.retries.labels(operation=operation).inc()
                 log.warning(
                     "%s failed (%s: %s); retrying in %.1f s",
                     operation,
@@ -123,7 +122,7 @@ class AlertStore:
             await self.dead_letters(
                 dead_letter(value, key, topic, partition, offset, refused, time.time()), key
             )
-        self.metrics.inc("pipeline_alerts_written_total", result.written)
+        self.metrics.alerts_written.inc(result.written)
         return [a for a in alerts if a.alert_id not in result.rejected]
 
     async def close(self) -> None:

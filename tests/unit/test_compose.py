@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import re
 import shlex
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+
+from pipeline.settings import SECRET_FIELDS, Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 KAFKA_BOOTSTRAP = "kafka:9092"
@@ -24,12 +27,20 @@ def services() -> dict[str, dict[str, Any]]:
     return found
 
 
+INTERPOLATION = re.compile(r"\$\{(\w+)(?::?-([^}]*))?\}")
+
+
 def _env(service: dict[str, Any]) -> dict[str, str]:
     """Environment of a service, whether written as a mapping or a list."""
     raw = service.get("environment", {})
     if isinstance(raw, list):
         return dict(item.split("=", 1) for item in raw)
     return {key: str(value) for key, value in raw.items()}
+
+
+def _resolved_env(service: dict[str, Any]) -> dict[str, str]:
+    """The environment with ``${VAR:-default}`` resolved as compose does when VAR is unset."""
+    return {k: INTERPOLATION.sub(lambda m: m.group(2) or "", v) for k, v in _env(service).items()}
 
 
 def _command(value: str | list[str]) -> list[str]:
@@ -63,8 +74,57 @@ def _exec_form(args: str) -> list[str]:
     return [str(p) for p in parsed]
 
 
-def test_the_four_services_exist(services: dict[str, dict[str, Any]]) -> None:
-    assert {"kafka", "postgres", "worker", "simulator"} <= services.keys()
+def test_the_services_exist(services: dict[str, dict[str, Any]]) -> None:
+    assert {"kafka", "postgres", "worker", "console", "simulator"} <= services.keys()
+
+
+def test_the_simulator_runs_only_on_request(services: dict[str, dict[str, Any]]) -> None:
+    assert services["simulator"]["profiles"] == ["simulator"]
+    # `docker compose up` starts everything else.
+    for name in ("kafka", "postgres", "worker", "console"):
+        assert "profiles" not in services[name], name
+    assert services["simulator"]["restart"] == "no"
+
+
+def test_every_pipeline_variable_is_a_setting(services: dict[str, dict[str, Any]]) -> None:
+    known = {f"PIPELINE_{name.upper()}" for name in Settings.model_fields}
+    known |= {f"PIPELINE_{name.upper()}_FILE" for name in SECRET_FIELDS}
+    for name, service in services.items():
+        for var in _env(service):
+            if var.startswith("PIPELINE_"):
+                assert var in known, f"{name}: {var} is not a setting"
+
+
+def test_worker_and_console_settings_are_accepted(services: dict[str, dict[str, Any]]) -> None:
+    for name in ("worker", "console"):
+        settings = Settings.from_env(_resolved_env(services[name]))
+        # The placeholder key is allowed only because the demo sets dev mode.
+        settings.check_production()
+        assert settings.dev_mode, name
+    worker = Settings.from_env(_resolved_env(services["worker"]))
+    assert worker.web_bind == "0.0.0.0"  # reachable from the other containers
+    assert worker.web_port == 6066
+    assert worker.data_dir.is_absolute()
+
+
+def test_console_is_published_on_loopback_only(services: dict[str, dict[str, Any]]) -> None:
+    console = services["console"]
+    assert _command(console["command"]) == ["pipeline", "console"]
+    env = _resolved_env(console)
+    settings = Settings.from_env(env)
+    assert settings.console_bind == "0.0.0.0"
+    assert console["ports"] == [f"127.0.0.1:{settings.console_port}:{settings.console_port}"]
+    # Empty identity header: the demo's local login (the console refuses it without dev mode).
+    assert env["PIPELINE_CONSOLE_IDENTITY_HEADER"] == ""
+    assert console["image"] == services["worker"]["image"]
+    for dep in ("kafka", "postgres"):
+        assert console["depends_on"][dep]["condition"] == "service_healthy"
+
+
+def test_host_ports_are_loopback_only(services: dict[str, dict[str, Any]]) -> None:
+    for name, service in services.items():
+        for port in service.get("ports", []):
+            assert str(port).startswith("127.0.0.1:"), f"{name}: {port}"
 
 
 def test_worker_can_be_scaled(services: dict[str, dict[str, Any]]) -> None:
@@ -77,7 +137,7 @@ def test_worker_can_be_scaled(services: dict[str, dict[str, Any]]) -> None:
 def test_worker_and_simulator_point_at_compose_services(
     services: dict[str, dict[str, Any]],
 ) -> None:
-    for name in ("worker", "simulator"):
+    for name in ("worker", "console", "simulator"):
         env = _env(services[name])
         assert env["PIPELINE_KAFKA_BOOTSTRAP"] == KAFKA_BOOTSTRAP, name
         assert env["PIPELINE_DATABASE_URL"] == DATABASE_URL, name

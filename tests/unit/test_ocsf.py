@@ -248,7 +248,7 @@ def test_reasons_become_types_analytics_and_evidences_heaviest_first() -> None:
     assert info["title"].startswith("Many distinct unassigned customers")  # catalogue title
     assert info["analytic"]["uid"] == "bulk_access" and info["analytic"]["type_id"] == 2
     kinds = {a["uid"]: a["type_id"] for a in info["related_analytics"]}
-    assert kinds == {"behaviour_anomaly": 4, "off_shift_access": 1, "half_space_trees": 4}
+    assert kinds == {"behaviour_anomaly": 4, "off_shift_access": 2, "half_space_trees": 4}
     names = [e["name"] for e in finding["evidences"]]
     assert names == ["bulk_access", "behaviour_anomaly", "off_shift_access", "customers"]
     assert finding["evidences"][0]["data"] == {
