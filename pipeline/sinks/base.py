@@ -48,6 +48,8 @@ class AlertSink(Protocol):
 
     async def mark_routed(self, alert_ids: Sequence[str]) -> None: ...
 
+    async def latest(self, alert_ids: Sequence[str]) -> list[Alert]: ...
+
     async def close(self) -> None: ...
 
 
@@ -115,6 +117,9 @@ class MemorySink:
 
     async def mark_routed(self, alert_ids: Sequence[str]) -> None:
         self.routed.update(alert_ids)
+
+    async def latest(self, alert_ids: Sequence[str]) -> list[Alert]:
+        return [self.rows[a]["alert"] for a in sorted(set(alert_ids)) if a in self.rows]
 
     async def close(self) -> None:
         self.closed = True

@@ -29,6 +29,7 @@ from typing import Any, Final, Literal
 import asyncpg
 import msgspec
 
+from pipeline.contract.decode import decode_alert
 from pipeline.contract.records import Alert
 from pipeline.sinks.base import EvidenceRow, WriteResult
 
@@ -249,6 +250,16 @@ class PostgresSink:
                 list(alert_ids),
             )
         return [(r[0], r[1], r[2], list(r[3])) for r in recs]
+
+    async def latest(self, alert_ids: Sequence[str]) -> list[Alert]:
+        """The stored (highest) revision of each of these alerts."""
+        async with self.pool.acquire() as conn:
+            recs = await conn.fetch(
+                "SELECT payload::text FROM alerts WHERE alert_id = ANY($1::text[]) "
+                "ORDER BY alert_id",
+                list(alert_ids),
+            )
+        return [decode_alert(r[0].encode()) for r in recs]
 
     async def mark_routed(self, alert_ids: Sequence[str]) -> None:
         if not alert_ids:

@@ -71,7 +71,11 @@ class FeedbackService:
         staff_topic: str,
         metrics: WorkerMetrics,
         dead_letters: DeadLetterSender,
+        ocsf: Callable[[dict[str, Any], str | None], bytes] | None = None,
+        ocsf_topic: str = "",
     ) -> None:
+        self.ocsf = ocsf
+        self.ocsf_topic = ocsf_topic
         self.store = store
         self.producer = producer
         self.staff_topic = staff_topic
@@ -104,7 +108,36 @@ class FeedbackService:
         if not rows:
             return
         await self.store.run("store_feedback", lambda sink: sink.store_feedback(rows))
-        await self.route(sorted({r["alert_id"] for r in rows}))
+        ids = sorted({r["alert_id"] for r in rows})
+        await self.route(ids)
+        if self.ocsf is not None:
+            await self._publish_findings(ids, rows)
+
+    async def _publish_findings(self, ids: list[str], rows: list[dict[str, Any]]) -> None:
+        """An OCSF update with the verdict for each judged alert that is stored."""
+        latest_verdict = {}
+        for r in sorted(rows, key=lambda r: (r["decided_at"], r["analyst_id"])):
+            latest_verdict[r["alert_id"]] = r["verdict"]
+        alerts = await self.store.run("read_alerts", lambda sink: sink.latest(ids))
+        if not alerts or self.ocsf is None:
+            return
+        ocsf = self.ocsf
+        items = [
+            (
+                self.ocsf_topic,
+                a.alert_id.encode(),
+                ocsf(msgspec.to_builtins(a), latest_verdict.get(a.alert_id)),
+            )
+            for a in alerts
+        ]
+
+        async def send() -> None:
+            futures = [await self.producer.send(t, k, v) for t, k, v in items]
+            for f in futures:
+                await f
+
+        await retrying("publish_findings", send, self.metrics)
+        self.metrics.ocsf_out.inc(len(items))
 
     async def route(self, alert_ids: Sequence[str]) -> int:
         """Send the unrouted verdicts of these alerts (those stored) to the staff's worker."""

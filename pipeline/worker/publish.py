@@ -82,7 +82,7 @@ class OutboxPublisher:
         producer: Producer,
         settings: Settings,
         metrics: WorkerMetrics,
-        ocsf: Callable[[dict[str, Any]], bytes] | None = None,
+        ocsf: Callable[[dict[str, Any], str | None], bytes] | None = None,
     ) -> None:
         self.producer = producer
         self.s = settings
@@ -108,7 +108,11 @@ class OutboxPublisher:
             items.append((s.alerts_topic, a.staff_id.encode(), value))
             if self.ocsf is not None:
                 items.append(
-                    (s.ocsf_topic, alert.alert_id.encode(), self.ocsf(msgspec.to_builtins(alert)))
+                    (
+                        s.ocsf_topic,
+                        alert.alert_id.encode(),
+                        self.ocsf(msgspec.to_builtins(alert), None),
+                    )
                 )
             if a.emitted.evidence:
                 items.append(

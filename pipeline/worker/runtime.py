@@ -14,8 +14,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
+import orjson
 
 from pipeline.alerts.ids import Pseudonymizer
+from pipeline.alerts.ocsf import detection_finding
 from pipeline.broker.tail import Tail
 from pipeline.contract.decode import DecodeError, dead_letter
 from pipeline.core.engine import Core
@@ -37,6 +39,11 @@ from pipeline.worker.store import AlertStore
 log = logging.getLogger(__name__)
 
 
+def finding_bytes(alert: dict[str, Any], verdict: str | None) -> bytes:
+    """One alert revision (and the latest verdict) as an OCSF Detection Finding."""
+    return orjson.dumps(detection_finding(alert, verdict=verdict))
+
+
 class Runtime:
     def __init__(
         self,
@@ -45,7 +52,7 @@ class Runtime:
         table: Backing,
         consumer: Consumer,
         metrics: WorkerMetrics | None = None,
-        ocsf: Callable[[dict[str, Any]], bytes] | None = None,
+        ocsf: Callable[[dict[str, Any], str | None], bytes] | None = finding_bytes,
     ) -> None:
         s = settings
         self.settings = s
@@ -68,7 +75,13 @@ class Runtime:
         )
         self.store = AlertStore(s, self.metrics, self.dead_letters)
         self.feedback = FeedbackService(
-            self.store, producer, s.staff_feedback_topic, self.metrics, self.dead_letters
+            self.store,
+            producer,
+            s.staff_feedback_topic,
+            self.metrics,
+            self.dead_letters,
+            ocsf,
+            s.ocsf_topic,
         )
         self.reference_tail = reference_reader(
             s,

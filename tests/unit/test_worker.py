@@ -119,6 +119,10 @@ async def test_access_agent_scores_and_publishes(settings: Settings) -> None:
     (key, value), *_ = producer.on(settings.alerts_topic)
     assert key == b"S1" and decode_alert(value).event_ids == ["ev-S1-1"]
     assert producer.on(settings.evidence_topic), "evidence goes to the alert store"
+    (fkey, fvalue), *_ = producer.on(settings.ocsf_topic)
+    finding = orjson.loads(fvalue or b"")
+    assert fkey == decode_alert(value).alert_id.encode()
+    assert finding["class_uid"] == 2004 and finding["activity_name"] == "Create"
     letter = orjson.loads(producer.on(settings.dlq_topic)[0][1] or b"")
     assert letter["error"]["code"] == "malformed_json"
     assert rt.access.holding() == 0, "everything handled was acknowledged"
@@ -162,6 +166,8 @@ async def test_a_verdict_before_its_alert_is_kept_and_routed_once_the_alert_is_s
     assert key == b"S10234"
     assert routed.alert_id == alert_id and routed.verdict == "false_positive"
     assert sink.rows[alert_id]["verdict"] == "false_positive"
+    verdict_findings = [orjson.loads(v or b"") for _, v in producer.on(settings.ocsf_topic)]
+    assert verdict_findings == [], "the verdict came before its alert: no finding to update yet"
     assert sample(rt, "pipeline_feedback_total", verdict="false_positive") == 1
 
 
@@ -174,8 +180,7 @@ async def test_a_routed_verdict_changes_the_employee_state_once(settings: Settin
         await agent.put(key=b"S1", value=v)
         await until(
             lambda: (
-                sample(rt, "pipeline_feedback_ignored_total", reason="repeated_or_policy_only")
-                == 1
+                sample(rt, "pipeline_feedback_ignored_total", reason="repeated_or_policy_only") == 1
             )
         )
     assert sample(rt, "pipeline_feedback_learned_total") == 1
@@ -204,6 +209,26 @@ async def test_the_publisher_retries_broker_errors(settings: Settings) -> None:
     await rt.publisher.publish(rt.core.drain())
     assert producer.on(settings.alerts_topic)
     assert sample(rt, "pipeline_retries_total", operation="publish") == 1
+
+
+async def test_a_verdict_on_a_stored_alert_updates_its_ocsf_finding(settings: Settings) -> None:
+    sink, producer = MemorySink(), FakeProducer()
+    app, _ = worker(settings, sink, producer)
+    await sink.write_alerts([decode_alert(ALERT)])
+    alert_id = orjson.loads(ALERT)["alert_id"]
+    verdict = {
+        "alert_id": alert_id,
+        "verdict": "benign_true_positive",
+        "analyst_id": "soc-1",
+        "decided_at": "2026-03-02T11:00:00+08:00",
+    }
+    async with app.agents["apply-feedback"].test_context() as agent:
+        await agent.put(key=alert_id.encode(), value=orjson.dumps(verdict))
+        await until(lambda: producer.on(settings.ocsf_topic))
+    ((key, value),) = producer.on(settings.ocsf_topic)
+    finding = orjson.loads(value or b"")
+    assert key == alert_id.encode()
+    assert finding["status"] == "Suppressed" and finding["finding_info"]["uid"] == alert_id
 
 
 def test_health_reports_what_is_missing_and_stalled_agents() -> None:
