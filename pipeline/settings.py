@@ -197,8 +197,8 @@ class Settings(BaseSettings):
     # An access more than this far ahead of its partition's event-time
     # watermark is dead-lettered (code clock_skew).
     max_event_skew_s: float = 7 * 86400.0
-    """An access this many seconds ahead of its partition's event-time watermark is dead-lettered
-    (`clock_skew`)."""
+    """An access this many seconds ahead of both its partition's event-time watermark and the
+    wall clock is dead-lettered (`clock_skew`): a typo'd year, not a quiet fortnight."""
     # How late (event time) an access may arrive and still count in its
     # day's peer statistics.
     allowed_lateness_s: float = 3600.0

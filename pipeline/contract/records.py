@@ -81,8 +81,8 @@ DEAD_LETTER_CODES: Final[dict[str, str]] = {
     "or an access outside 2000-2099",
     "invalid_value": "right type, wrong value: a length, range or pattern, or a rule across fields",
     "key_mismatch": "an access whose message key is not its staff_id",
-    "clock_skew": "an access more than PIPELINE_MAX_EVENT_SKEW_S ahead of its partition's "
-    "event-time watermark",
+    "clock_skew": "an access more than PIPELINE_MAX_EVENT_SKEW_S ahead of both its partition's "
+    "event-time watermark and the wall clock",
     "processing_error": "the engine failed on this record (a defect; kept here for replay)",
     "rejected_by_database": "the alert store refused the alert",
 }

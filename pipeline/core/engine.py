@@ -5,7 +5,8 @@ and the benchmarks drive this same :class:`Core`:
 
 1. :meth:`Core.offer` takes raw records of the access topic, in each
    partition's order. Each is decoded and checked on arrival (contract, key =
-   ``staff_id``, clock skew against the partition's watermark); a bad one
+   ``staff_id``, clock skew: more than ``max_event_skew_s`` ahead of both the
+   partition's watermark and the wall clock); a bad one
    becomes a dead letter, a good one joins its partition's queue.
 2. :meth:`Core.drain` processes every queue as far as it can and returns an
    :class:`Outbox`: alert revisions (with their new evidence), dead letters,
@@ -207,7 +208,8 @@ class Core:
                 return
         else:
             ps.arrived = rec.offset
-            if ps.watermark and at > ps.watermark + self.config.max_event_skew_s:
+            skew = self.config.max_event_skew_s
+            if ps.watermark and at > ps.watermark + skew and at > self.clock() + skew:
                 ps.skew_rejected.append(rec.offset)
                 del ps.skew_rejected[:-SKEW_REJECTED_CAP]
                 self._reject(rec, _skew(at, ps.watermark, self.config.max_event_skew_s))

@@ -9,8 +9,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import TopicPartition
 
+from pipeline.broker import clients
 from pipeline.broker.topics import partition_counts
 from pipeline.core.offline import run_offline
 from pipeline.settings import Settings
@@ -22,8 +23,7 @@ SEVERITY_RANK = {"low": 0, "medium": 1, "high": 2, "critical": 3}
 @dataclass
 class Bank:
     reference: list[tuple[str, bytes | None, bytes | None]]  # (topic suffix, key, value)
-    accesses: list[tuple[bytes, bytes]]  # (key, value), in publication order
-    timestamps: list[int]  # Kafka timestamps (ms) of the accesses
+    accesses: list[tuple[bytes | None, bytes | None]]  # (key, value), in publication order
 
 
 def small_bank(seed: int = 11, staff: int = 40, days: int = 7, branches: int = 3) -> Bank:
@@ -34,13 +34,14 @@ def small_bank(seed: int = 11, staff: int = 40, days: int = 7, branches: int = 3
         (r.topic, r.key.encode(), None if r.value is None else orjson.dumps(r.value))
         for r in sim.reference
     ]
-    accesses = [(str(e["staff_id"]).encode(), orjson.dumps(e)) for e in sim.events]
-    stamps = [int(e.get("_ts", 0)) for e in sim.events]
-    return Bank(reference, accesses, stamps)
+    accesses: list[tuple[bytes | None, bytes | None]] = [
+        (str(e["staff_id"]).encode(), orjson.dumps(e)) for e in sim.events
+    ]
+    return Bank(reference, accesses)
 
 
 async def publish_reference(s: Settings, bank: Bank) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=s.kafka_bootstrap, acks="all")
+    producer = clients.producer(s, acks="all")
     await producer.start()
     try:
         futures = [
@@ -56,9 +57,7 @@ async def publish_accesses(
     s: Settings, records: list[tuple[bytes | None, bytes | None]], rate: float | None = None
 ) -> None:
     """Publish access records in order; ``rate`` records per second (None: as fast as acked)."""
-    producer = AIOKafkaProducer(
-        bootstrap_servers=s.kafka_bootstrap, acks="all", enable_idempotence=True, linger_ms=5
-    )
+    producer = clients.producer(s, acks="all", enable_idempotence=True, linger_ms=5)
     await producer.start()
     try:
         loop = asyncio.get_running_loop()
@@ -82,7 +81,7 @@ async def read_all(s: Settings, topic: str) -> list[tuple[bytes | None, bytes | 
     """Every record of ``topic`` up to its current end."""
     n = (await partition_counts(s, [topic]))[topic]
     tps = [TopicPartition(topic, p) for p in range(n)]
-    consumer = AIOKafkaConsumer(bootstrap_servers=s.kafka_bootstrap, group_id=None)
+    consumer = clients.consumer(s, group_id=None)
     await consumer.start()
     out: list[tuple[bytes | None, bytes | None]] = []
     try:

@@ -65,14 +65,17 @@ def access(
     }
 
 
-def core(ref: ReferenceState, partitions: int = 1, **config: Any) -> Core:
+def core(
+    ref: ReferenceState, partitions: int = 1, now: float = 1_800_000_000.0, **config: Any
+) -> Core:
+    """A core on dicts; ``now`` is its wall clock (default: after every test event)."""
     return Core(
         ref,
         CoreConfig(partitions=partitions, namespace="test", **config),
         Store({}, partitions),
         PeerBook(partitions),
         Pseudonymizer("test-key"),
-        clock=lambda: 1_800_000_000.0,
+        clock=lambda: now,
     )
 
 

@@ -74,8 +74,12 @@ def test_bad_records_are_dead_lettered_and_the_partition_goes_on(
     assert [a.emitted.alert.event_ids for a in out.alerts] == [["ev-S1-2"]]
 
 
-def test_an_access_far_ahead_of_the_partition_watermark_is_dead_lettered() -> None:
-    f = Feeder(core(world(customers=[("C1", "BR1", "normal")]), max_event_skew_s=86400.0))
+LIVE = (T0 + timedelta(minutes=30)).timestamp()  # a wall clock just after the events
+
+
+def test_an_access_far_ahead_of_the_partition_watermark_and_the_clock_is_dead_lettered() -> None:
+    ref = world(customers=[("C1", "BR1", "normal")])
+    f = Feeder(core(ref, now=LIVE, max_event_skew_s=86400.0))
     f.feed(access(1))
     out = f.feed(credit(2, at=T0 + timedelta(days=3)), credit(3, minutes=5))
     assert [dl.error.code for dl, _ in out.dead_letters] == ["clock_skew"]
@@ -87,15 +91,22 @@ def test_an_access_far_ahead_of_the_partition_watermark_is_dead_lettered() -> No
 
 def test_a_redelivered_skew_rejection_is_rejected_again() -> None:
     ref = world(customers=[("C1", "BR1", "normal")])
-    f = Feeder(core(ref, max_event_skew_s=86400.0))
+    f = Feeder(core(ref, now=LIVE, max_event_skew_s=86400.0))
     far = credit(2, at=T0 + timedelta(days=3))
     f.feed(access(1), far)
     f.feed(*(access(10 + i, minutes=i * 10) for i in range(3)))  # the watermark moves on
-    replay = core(ref, max_event_skew_s=86400.0)
+    replay = core(ref, now=LIVE + 86400.0 * 10, max_event_skew_s=86400.0)
     replay.store.backing = f.core.store.backing
     replay.offer([engine_module.Inbound(0, 1, b"S1", orjson.dumps(far))])
     out = replay.drain()
     assert [dl.error.code for dl, _ in out.dead_letters] == ["clock_skew"]
+
+
+def test_a_long_quiet_spell_in_history_is_not_clock_skew() -> None:
+    f = Feeder(core(world(customers=[("C1", "BR1", "normal")]), max_event_skew_s=86400.0))
+    f.feed(access(1))
+    out = f.feed(credit(2, at=T0 + timedelta(days=20)))  # three quiet weeks, long ago
+    assert out.dead_letters == [] and out.alerts
 
 
 def test_a_defect_on_one_record_is_dead_lettered_and_the_next_records_processed(
