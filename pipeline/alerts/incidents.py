@@ -17,8 +17,10 @@ and news an analyst cares about (a new reason, a higher severity, 25 % and at
 least 5 more events, enough new weight, or an hour of event time with new
 evidence)
 re-emits the alert with the same ``alert_id`` and ``revision + 1``. Once risk
-has decayed below ``close_below`` the incident closes, and a last revision
-with ``status: closed`` is emitted (contract v1.1).
+has decayed below ``close_below``, or nothing new came for ``quiet_close_s``
+(two days) of event time, the incident closes, its evidence is spent (the
+accumulators restart from zero), and a last revision with ``status: closed``
+is emitted (contract v1.1).
 
 **Severity** says what kind of evidence there is, not only how much
 (:func:`severity`): soft evidence alone is at most ``medium``; volume against
@@ -58,6 +60,7 @@ class RiskConfig:
     slow_drift: float = 12.0
     open_at: float = 50.0
     close_below: float = 10.0
+    quiet_close_s: float = 2 * 86400.0  # an incident without new evidence this long has ended
     reemit_growth: float = 1.25  # re-emit on 25 % more events ...
     reemit_min_events: int = 5  # ... and at least this many more
     reemit_weight: float = 25.0  # ... or this much new weight (and 25 % of the total)
@@ -289,12 +292,18 @@ class IncidentTracker:
         return out
 
     def close_if_ended(self, st: Risk, staff_id: str, now: float) -> Emitted | None:
-        """Close the open incident once risk has decayed below ``close_below``."""
+        """Close the open incident once risk has decayed below ``close_below``, or once it
+        had no new evidence for ``quiet_close_s`` of event time. The evidence it used is
+        spent: the accumulators start again from zero."""
         inc = st.incident
-        if inc is None or self.current(st) >= self.config.close_below:
+        if inc is None:
+            return None
+        quiet = st.at - inc.last_at >= self.config.quiet_close_s
+        if not quiet and self.current(st) >= self.config.close_below:
             return None
         st.closed_ids = inc.event_ids[-RECENTLY_CLOSED_IDS:]
         st.incident = None
+        st.fast = st.carry = st.today = 0.0
         return self._emit(staff_id, inc, now, "closed")
 
     def _should_emit(self, inc: Incident, at: float) -> bool:

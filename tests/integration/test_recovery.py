@@ -59,10 +59,10 @@ async def test_two_workers_give_the_same_alerts_as_the_core_alone(
     bank = small_bank(seed=9, staff=24, days=6, branches=2)
     want = expected_alerts(bank, s)
     await publish_reference(s, bank)
-    await publish_accesses(s, bank.accesses)
     workers = [start_worker(), start_worker(free_port())]
     for w in workers:
         w.wait_healthy()
+    await publish_accesses(s, bank.accesses)
     await wait_until(
         lambda: sum(w.metric("pipeline_events_in_total") for w in workers) >= len(bank.accesses),
         180,
