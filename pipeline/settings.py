@@ -117,6 +117,13 @@ class Settings(BaseSettings):
     """Partition count of the topics the pipeline creates; at most this many workers share the
     work."""
 
+    instance_id: str | None = None
+    """Stable name of this worker in its consumer group (Kafka static membership): a worker
+    restarted under the same name gets its partitions back at once, without a rebalance (a
+    StatefulSet's pod name, a compose service replica); unset: dynamic membership."""
+    session_timeout_s: float = 15.0
+    """How long the group waits for a silent worker before giving its partitions to others."""
+
     # -- topics ------------------------------------------------------------
     # Replication of every topic the pipeline creates; 3 in production, with
     # min.insync.replicas 2 (set kafka_min_insync_replicas).

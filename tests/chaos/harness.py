@@ -4,12 +4,14 @@ and comparing the worker's alerts with the in-process core's on the same input."
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 from aiokafka import TopicPartition
+from aiokafka.errors import KafkaError
 
 from pipeline.broker import clients
 from pipeline.broker.topics import partition_counts
@@ -56,25 +58,34 @@ async def publish_reference(s: Settings, bank: Bank) -> None:
 async def publish_accesses(
     s: Settings, records: list[tuple[bytes | None, bytes | None]], rate: float | None = None
 ) -> None:
-    """Publish access records in order; ``rate`` records per second (None: as fast as acked)."""
-    producer = clients.producer(s, acks="all", enable_idempotence=True, linger_ms=5)
-    await producer.start()
-    try:
-        loop = asyncio.get_running_loop()
-        start = loop.time()
-        pending = []
-        for i, (key, value) in enumerate(records):
-            if rate is not None:
-                delay = start + i / rate - loop.time()
-                if delay > 0.002:
-                    await asyncio.sleep(delay)
-            pending.append(await producer.send(s.access_topic, value=value, key=key))
-            if len(pending) >= 2000:
+    """Publish access records in order; ``rate`` records per second (None: as fast as acked).
+
+    A chunk the broker did not acknowledge (it restarts under us) is sent again with a
+    new producer, as a core-banking producer with retries would: records may be
+    duplicated, never lost."""
+    chunk = 500
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    i = 0
+    while i < len(records):
+        producer = clients.producer(s, acks="all", enable_idempotence=True, linger_ms=5)
+        try:
+            await producer.start()
+            while i < len(records):
+                pending = []
+                for j, (key, value) in enumerate(records[i : i + chunk]):
+                    if rate is not None:
+                        delay = start + (i + j) / rate - loop.time()
+                        if delay > 0.002:
+                            await asyncio.sleep(delay)
+                    pending.append(await producer.send(s.access_topic, value=value, key=key))
                 await asyncio.gather(*pending)
-                pending.clear()
-        await asyncio.gather(*pending)
-    finally:
-        await producer.stop()
+                i += chunk
+        except KafkaError:
+            await asyncio.sleep(1.0)  # the broker is away: resend this chunk
+        finally:
+            with contextlib.suppress(KafkaError):
+                await producer.stop()
 
 
 async def read_all(s: Settings, topic: str) -> list[tuple[bytes | None, bytes | None]]:
