@@ -68,6 +68,7 @@ FEEDBACK_FACTOR: Final = 0.5
 FEEDBACK_FLOOR: Final = 0.25
 FEEDBACK_IDS: Final = 200
 MODEL_EVERY_S: Final = 600.0
+CONTEXT_REFRESH_S: Final = 3600.0  # first-seen times of an unchanged context refresh hourly
 ROLES_EXEMPT_FROM_VOLUME: Final = frozenset({"operations"})
 PEAK: Final = "_peak"  # baseline key of the daily peak of unassigned customers per hour
 EXPORTS: Final = "_exports"  # baseline key of the daily exported records
@@ -144,6 +145,8 @@ class Behaviour(Struct, gc=False):
     features: Baseline | None = None  # hours observed (n) for the own feature means
     feature_means: list[float] = field(default_factory=list)
     last_model_at: float = 0.0
+    last_context: tuple[str, str, str, str | None, str | None] | None = None
+    context_at: float = 0.0
     feedback: dict[str, float] = field(default_factory=dict)
     feedback_ids: list[str] = field(default_factory=list)
     history: list[DaySummary] = field(default_factory=list)
@@ -385,7 +388,12 @@ def observe(
             if sig is not None:
                 out.append(sig)
 
-    # novelty
+    # novelty (the same context as the previous access, within the hour, is known)
+    context = (ev.branch_id, ev.channel, ev.action, ev.terminal_id, ev.source_ip)
+    if context == b.last_context and at - b.context_at < CONTEXT_REFRESH_S:
+        return _volume(b, e, out, flagged)
+    b.last_context = context
+    b.context_at = at
     fresh = []
     keys = [f"branch:{ev.branch_id}", f"channel:{ev.channel}", f"action:{ev.action}"]
     if ev.terminal_id:
@@ -409,9 +417,15 @@ def observe(
         sig = _soft(b, "first_seen", "first " + ", ".join(fresh), flagged)
         if sig is not None:
             out.append(sig)
+    return _volume(b, e, out, flagged)
 
+
+def _volume(b: Behaviour, e: Enriched, out: list[Signal], flagged: bool) -> list[Signal]:
+    """Distinct unassigned customers and exported records within the sliding hour."""
     if e.role in ROLES_EXEMPT_FROM_VOLUME:
         return out
+    ev = e.event
+    at = e.at
     # distinct unassigned customers within the hour
     horizon = at - WINDOW_S
     window = b.window

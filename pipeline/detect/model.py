@@ -26,7 +26,9 @@ excess, largest first, with the raw value, the peers' mean (``baseline``),
 the employee's own mean (``own_baseline``) and the share of the excess.
 
 Cost: ~20 µs per learned sample, ~15 µs per score (10 trees of height 8);
-building a role's model ~10 ms, once per role and peer day.
+training a role's model ~15 ms, once per role and peer day. River builds the
+trees themselves (~40 ms) on a forest's first sample; forests of evicted
+models are reset and reused instead.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Final, Protocol, cast
+from typing import Any, Final, Protocol, cast
 
 from river.anomaly import HalfSpaceTrees
 
@@ -47,6 +49,7 @@ MIN_EXCESS: Final = 0.2
 MIN_THRESHOLD: Final = 0.75
 TOP_FEATURES: Final = 3
 MODEL_NAME: Final = "half_space_trees"
+CACHED_MODELS: Final = 24  # (peer day, role) models kept; older ones are rebuilt on demand
 
 _INV_LOG_CAP = tuple(1.0 / math.log1p(c) for c in CAPS)
 
@@ -144,7 +147,9 @@ class GroupModels:
         self.window_size = window_size
         self.quantile = quantile
         self._cache: dict[tuple[int, str], TrainedModel | None] = {}
-        self.built = 0
+        self._spare: list[Any] = []  # forests of evicted models, reset before reuse
+        self.built = 0  # models trained
+        self.forests = 0  # forests constructed (the rest were recycled)
 
     @property
     def version(self) -> str:
@@ -153,12 +158,35 @@ class GroupModels:
     def model(self, view: PeerView, role: str) -> TrainedModel | None:
         key = (view.day, role)
         if key not in self._cache:
-            if len(self._cache) > 64:
+            if len(self._cache) >= CACHED_MODELS:
                 oldest = min(d for d, _ in self._cache)
                 for k in [k for k in self._cache if k[0] == oldest]:
-                    del self._cache[k]
+                    evicted = self._cache.pop(k)
+                    if evicted is not None:
+                        self._spare.append(evicted.forest)
             self._cache[key] = self._build(view, role)
         return self._cache[key]
+
+    def _forest(self) -> Any:
+        """A forest with no mass: a recycled one (River builds the same trees from the same
+        seed, so only the masses and the window position need resetting) or a new one;
+        building the trees costs far more than learning a day of samples."""
+        if self._spare:
+            forest = self._spare.pop()
+            for nodes in forest._tree_nodes:
+                for node in nodes:
+                    node.l_mass = 0
+                    node.r_mass = 0
+            forest.counter = 0
+            forest._first_window = True
+            return forest
+        self.forests += 1
+        return HalfSpaceTrees(
+            n_trees=self.n_trees,
+            height=self.height,
+            window_size=self.window_size,
+            seed=self.seed,
+        )
 
     def _build(self, view: PeerView, role: str) -> TrainedModel | None:
         days = view.samples.get(f"r:{role}", [])[-3:]
@@ -168,15 +196,7 @@ class GroupModels:
         last = [x for _, x in days[-1]]
         if len(history) < self.window_size or len(last) < 20:
             return None
-        forest = cast(
-            _Forest,
-            HalfSpaceTrees(
-                n_trees=self.n_trees,
-                height=self.height,
-                window_size=self.window_size,
-                seed=self.seed,
-            ),
-        )
+        forest = cast(_Forest, self._forest())
         for x in history:
             forest.learn_one(dict(zip(FEATURES, scale(x), strict=True)))
         every = history + last

@@ -135,6 +135,16 @@ RULES: tuple[Callable[[Enriched], Signal | None], ...] = (
 
 
 def evaluate_rules(e: Enriched) -> list[Signal]:
+    """Every rule's signal for one access. Most accesses are routine (an assigned customer,
+    an active employee, no conflict, no credit report): no rule can fire on them, and they
+    are answered without running any."""
+    if (
+        e.assigned
+        and e.status == "active"
+        and not e.related
+        and e.event.action != "credit_report_query"
+    ):
+        return []
     out = []
     for rule in RULES:
         sig = rule(e)

@@ -27,12 +27,14 @@ def hour(rng: random.Random) -> list[float]:
     ]
 
 
-def book_with_samples(days: int = 3, per_day: int = 250, seed: int = 1) -> PeerBook:
+def book_with_samples(
+    days: int = 3, per_day: int = 250, seed: int = 1, start: int = 500
+) -> PeerBook:
     rng = random.Random(seed)
     book = PeerBook(1)
     for d in range(days):
         samples = [Sample(d * 1000 + i, hour(rng)) for i in range(per_day)]
-        book.add(PeerDay(0, 500 + d, {}, {"r:teller": samples}))
+        book.add(PeerDay(0, start + d, {}, {"r:teller": samples}))
     return book
 
 
@@ -89,3 +91,21 @@ def test_bad_configuration_is_refused() -> None:
         GroupModels(quantile=1.5)
     with pytest.raises(ValueError):
         GroupModels(n_trees=0)
+
+
+def test_a_recycled_forest_scores_exactly_like_a_new_one() -> None:
+    from pipeline.detect import model as model_module
+
+    models = GroupModels()
+    x = [60.0, 40.0, 12.0, 3.0, 1.0, 300.0, 2.0, 0.0]
+    fresh = GroupModels().model(book_with_samples(seed=5).view(502), "teller")
+    for k in range(model_module.CACHED_MODELS + 3):  # evicts and recycles forests
+        start = 1000 + 10 * k
+        models.model(book_with_samples(seed=k + 100, start=start).view(start + 2), "teller")
+    assert models.built == model_module.CACHED_MODELS + 3
+    assert models.forests == model_module.CACHED_MODELS, "evicted forests were reused"
+    recycled = models.model(book_with_samples(seed=5).view(502), "teller")
+    assert models.forests == model_module.CACHED_MODELS
+    assert fresh is not None and recycled is not None
+    assert recycled.threshold == fresh.threshold
+    assert recycled.score(x, None) == fresh.score(x, None)
