@@ -22,6 +22,7 @@ BENIGN_KINDS: Final = (
     "transfer",
     "month_end_batch",
     "overtime",
+    "authorization_on_file",  # only in profiles where some credit queries lack the reference
 )
 NORMAL: Final = -1  # label of an event that belongs to no incident
 

@@ -7,10 +7,9 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline.contract.records import DEFAULT_TIMEZONE
-from pipeline.timeutil import parse_ts
 from simbank.simulate.clock import local_date
 from simbank.simulate.config import SimConfig
+from simbank.timestamps import DEFAULT_TIMEZONE, parse_ts
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,9 @@ Files in the output directory:
 - ``reference.jsonl``: one ``{"topic", "key", "value"}`` per line, in publication order;
 - ``events.jsonl``: one AccessEvent per line, sorted by ``occurred_at``;
 - ``incidents.json``: the labelled incidents (a JSON list);
-- ``summary.json``: counts, and the config (so :func:`read_jsonl` can rebuild it).
+- ``summary.json``: counts, and the config's size and seed;
+- ``profile.json``: the bank profile (with ``summary.json``, :func:`read_jsonl` rebuilds
+  the config, so a run is reproducible).
 """
 
 from __future__ import annotations
@@ -22,14 +24,16 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError, for_code
 
-from pipeline.timeutil import parse_ts
 from simbank.simulate.config import SimConfig
 from simbank.simulate.model import Incident, RefRecord, Simulation
+from simbank.simulate.profile import DEFAULT_PROFILE, BankProfile
+from simbank.timestamps import parse_ts
 
 REFERENCE_FILE: Final = "reference.jsonl"
 EVENTS_FILE: Final = "events.jsonl"
 INCIDENTS_FILE: Final = "incidents.json"
 SUMMARY_FILE: Final = "summary.json"
+PROFILE_FILE: Final = "profile.json"
 
 ACCESS_TOPIC: Final = "access-events"
 REFERENCE_TOPICS: Final = ("staff-directory", "staff-assignments", "customer-profiles")
@@ -59,6 +63,8 @@ def write_jsonl(sim: Simulation, directory: str | Path) -> Path:
     summary = sim.summary()
     summary["active_staff_days"] = sim.active_staff_days()
     (out / SUMMARY_FILE).write_bytes(orjson.dumps(summary, option=orjson.OPT_INDENT_2) + b"\n")
+    profile = sim.config.profile.to_json()
+    (out / PROFILE_FILE).write_bytes(orjson.dumps(profile, option=orjson.OPT_INDENT_2) + b"\n")
     return out
 
 
@@ -71,8 +77,14 @@ def read_jsonl(directory: str | Path) -> Simulation:
     """Read back what :func:`write_jsonl` wrote."""
     src = Path(directory)
     summary = orjson.loads((src / SUMMARY_FILE).read_bytes())
+    profile_path = src / PROFILE_FILE
+    profile = (
+        BankProfile.from_json(orjson.loads(profile_path.read_bytes()))
+        if profile_path.exists()
+        else DEFAULT_PROFILE
+    )
     return Simulation(
-        config=SimConfig.from_json(summary["config"]),
+        config=SimConfig.from_json(summary["config"], profile),
         reference=[RefRecord.from_json(r) for r in _read_lines(src / REFERENCE_FILE)],
         events=_read_lines(src / EVENTS_FILE),
         incidents=[
