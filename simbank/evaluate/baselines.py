@@ -38,19 +38,39 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final, Protocol
 
-from pipeline.contract.records import DEFAULT_TIMEZONE, EXPORT_ACTIONS, AccessEvent
-from pipeline.detect.shift import local_time
-from pipeline.timeutil import format_ts
+from simbank.timestamps import DEFAULT_TIMEZONE, format_ts, local_time
 
 MAX_EVENT_IDS: Final = 500
+EXPORT_ACTIONS: Final = frozenset({"export_statement", "print_statement"})
 _LOG_RECORDS_CAP: Final = math.log1p(10_000)
 
 
-class EnrichedLike(Protocol):
-    """The fields of :class:`pipeline.reference.state.Enriched` the baselines read."""
+class AccessLike(Protocol):
+    """The AccessEvent fields the baselines read (``occurred_at`` in epoch seconds)."""
 
     @property
-    def event(self) -> AccessEvent: ...
+    def event_id(self) -> str: ...
+    @property
+    def occurred_at(self) -> float: ...
+    @property
+    def staff_id(self) -> str: ...
+    @property
+    def customer_id(self) -> str | None: ...
+    @property
+    def action(self) -> str: ...
+    @property
+    def branch_id(self) -> str: ...
+    @property
+    def authorization_ref(self) -> str | None: ...
+    @property
+    def record_count(self) -> int: ...
+
+
+class EnrichedLike(Protocol):
+    """The fields of :class:`simbank.evaluate.enrich.Enriched` the baselines read."""
+
+    @property
+    def event(self) -> AccessLike: ...
     @property
     def staff_branch_id(self) -> str | None: ...
     @property
@@ -228,7 +248,7 @@ def halfspacetrees(
 
 def synthetic_enriched(n: int, seed: int = 7) -> Iterator[EnrichedLike]:
     """``n`` plausible enriched accesses in time order (for cost measurement only)."""
-    from pipeline.reference.state import Enriched
+    from simbank.evaluate.enrich import Access, Enriched
 
     rng = random.Random(seed)
     actions = ("view_profile", "view_balance", "view_transactions", "export_statement")
@@ -238,7 +258,7 @@ def synthetic_enriched(n: int, seed: int = 7) -> Iterator[EnrichedLike]:
         staff = rng.randrange(500)
         branch = f"B{staff % 20:02d}"
         odd = rng.random() < 0.05
-        event = AccessEvent(
+        event = Access(
             event_id=f"e{i}",
             occurred_at=t,
             staff_id=f"S{staff:04d}",
@@ -250,20 +270,13 @@ def synthetic_enriched(n: int, seed: int = 7) -> Iterator[EnrichedLike]:
         )
         yield Enriched(
             event=event,
-            known_staff=True,
-            role="customer_manager",
             staff_branch_id=branch,
+            role="customer_manager",
             status="active",
-            shift_start="09:00",
-            shift_end="18:00",
             timezone=DEFAULT_TIMEZONE,
             assigned=not odd,
-            relation=None if odd else "relationship_manager",
-            known_customer=True,
             home_branch_id=branch,
-            segment="retail",
             sensitivity="vip" if rng.random() < 0.02 else "normal",
-            related=False,
         )
 
 

@@ -390,8 +390,8 @@ class Behaviour:
         def one(t: int) -> int:
             if walk_in and rng.random() < walk_in:  # a walk-in loan applicant, with consent
                 acts = ["view_profile", "view_id_document", "credit_report_query"]
-                c = self._walk_in(plan, rng)
-                return visit(self.rec, seat, rng, t, c, acts, label=label, **auth)
+                applicant = self._walk_in(plan, rng)
+                return visit(self.rec, seat, rng, t, applicant, acts, label=label, **auth)
             if not loans or rng.random() < stranger_p:
                 c = self._unassigned_here(plan, rng, t)
                 if c is not None:
