@@ -17,11 +17,10 @@ import asyncpg
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from pipeline.broker.topics import ensure_topics, partition_counts
 from pipeline.settings import Settings
+from simbank.broker import partition_count, publish_kafka
 from simbank.simulate import SimConfig, generate
 from simbank.simulate.config import add_size_arguments, config_from_args
-from simbank.simulate.output import publish_kafka
 from simbank.workers import WorkerProcess
 
 # A small bank: a demo shows alerts within seconds.
@@ -70,7 +69,6 @@ async def _demo(args: argparse.Namespace) -> int:
         f"{len(sim.events)} accesses, {len(malicious)} planted incidents "
         f"({time.monotonic() - t0:.1f} s)"
     )
-    await ensure_topics(s, args.partitions, replay=True)
     await publish_kafka(sim, s.kafka_bootstrap, s.topic_prefix, None, args.partitions)
     print(f"published reference data and accesses to {s.topic_prefix}* ")
 
@@ -110,7 +108,7 @@ async def _follow_alerts(
     await consumer.start()
     alerts: list[dict[str, Any]] = []
     try:
-        n = (await partition_counts(s.kafka_bootstrap, [s.alerts_topic]))[s.alerts_topic]
+        n = await partition_count(s.kafka_bootstrap, s.alerts_topic)
         tps = [TopicPartition(s.alerts_topic, p) for p in range(n)]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)

@@ -213,7 +213,13 @@ class Scorecard:
 
     @property
     def kinds_found(self) -> int:
-        return sum(1 for r in self.per_kind.values() if r.detected)
+        """Kinds with at least one detected incident (of those scored)."""
+        return sum(1 for r in self.per_kind.values() if r.injected and r.detected)
+
+    @property
+    def kinds_scored(self) -> int:
+        """Kinds with at least one scored incident."""
+        return sum(1 for r in self.per_kind.values() if r.injected)
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
@@ -228,6 +234,7 @@ class Scorecard:
             for w in self.weekly
         ]
         out["kinds_found"] = self.kinds_found
+        out["kinds_scored"] = self.kinds_scored
         return out
 
 
