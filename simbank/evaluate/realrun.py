@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import socket
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -40,6 +41,13 @@ from simbank.evaluate.offline import RunResult
 from simbank.simulate import Simulation
 from simbank.timestamps import local_day, parse_ts
 from simbank.workers import WorkerProcess
+
+
+def free_port() -> int:
+    """A TCP port free on loopback now (each worker's web port: runs share a machine)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def days_of(sim: Simulation, timezone: str) -> list[tuple[str, list[dict[str, Any]]]]:
@@ -155,7 +163,7 @@ async def run_real(
     try:
         await pub.reference(sim)
         procs = [
-            WorkerProcess(s, out_dir / f"worker-{i}.log", s.web_port + i) for i in range(workers)
+            WorkerProcess(s, out_dir / f"worker-{i}.log", free_port()) for i in range(workers)
         ]
         for w in procs:
             await asyncio.to_thread(w.wait_healthy, 300.0)
