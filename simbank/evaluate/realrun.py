@@ -162,9 +162,7 @@ async def run_real(
     learned = 0.0
     try:
         await pub.reference(sim)
-        procs = [
-            WorkerProcess(s, out_dir / f"worker-{i}.log", free_port()) for i in range(workers)
-        ]
+        procs = [WorkerProcess(s, out_dir / f"worker-{i}.log", free_port()) for i in range(workers)]
         for w in procs:
             await asyncio.to_thread(w.wait_healthy, 300.0)
         healthy_s = time.monotonic() - began

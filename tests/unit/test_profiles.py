@@ -273,9 +273,9 @@ def test_missing_authorizations_are_labelled_benign() -> None:
     ordinary = [ev for ev in missing if labelled[ev["event_id"]].kind == "authorization_on_file"]
     assert ordinary, "no ordinary credit query lacked its reference"
     assert all(labelled[ev["event_id"]].benign for ev in ordinary)
-    assert not any(
-        i.kind == "authorization_on_file" for i in _sim().incidents
-    ), "the default profile authorizes every ordinary credit query"
+    assert not any(i.kind == "authorization_on_file" for i in _sim().incidents), (
+        "the default profile authorizes every ordinary credit query"
+    )
 
 
 def test_shift_parameters_move_working_hours() -> None:
