@@ -546,7 +546,8 @@ def write_evaluation_chart(results: Sequence[BankResult], path: Path) -> None:
         ax2.scatter([i] * len(vals), vals, alpha=0.7)
     ax2.axhline(0.5, color="grey", linestyle="--", linewidth=1, label="target 0.5")
     ax2.set_xticks(range(len(names)), names, rotation=20, ha="right", fontsize=8)
-    ax2.set_ylabel("false alerts per 100 staff-days")
+    ax2.set_yscale("symlog", linthresh=1.0)  # baselines are ~100x the pipeline
+    ax2.set_ylabel("false alerts per 100 staff-days (symlog)")
     ax2.set_title("False-alert rate, one dot per bank")
     ax2.legend(fontsize=7)
 
@@ -554,6 +555,10 @@ def write_evaluation_chart(results: Sequence[BankResult], path: Path) -> None:
         series = sp[name]["false / 100 staff-days by week"]
         ys = [(w or {}).get("median", float("nan")) for w in series]
         ax3.plot(range(1, len(ys) + 1), ys, marker="o", label=name)
+    ax3.set_yscale("symlog", linthresh=1.0)
+    ax3.set_xticks(
+        range(1, max((len(sp[n]["false / 100 staff-days by week"]) for n in names), default=1) + 1)
+    )
     ax3.set_xlabel("week")
     ax3.set_ylabel("false alerts per 100 staff-days (median)")
     ax3.set_title("False-alert rate by week")
