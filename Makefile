@@ -47,8 +47,8 @@ unit: install
 	$(BIN)/python -m pytest -q tests/unit
 
 lint: install
-	$(BIN)/ruff check pipeline tests
-	$(BIN)/ruff format --check pipeline tests
+	$(BIN)/ruff check pipeline simbank tests
+	$(BIN)/ruff format --check pipeline simbank tests
 
 typecheck: install
 	$(BIN)/mypy

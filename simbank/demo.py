@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import secrets
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -19,12 +17,11 @@ import asyncpg
 import orjson
 from aiokafka import TopicPartition
 
-from pipeline.broker import clients
-from pipeline.broker.topics import ensure_topics, partition_counts
+import pipeline.broker.clients as clients
 from pipeline.settings import Settings
+from simbank.broker import partition_count, publish_kafka
 from simbank.simulate import SimConfig, generate
 from simbank.simulate.config import add_size_arguments, config_from_args
-from simbank.simulate.output import publish_kafka
 from simbank.workers import WorkerProcess
 
 # A small bank: a demo shows alerts within seconds.
@@ -39,13 +36,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--idle", type=float, default=8.0, help="stop after this many quiet seconds"
     )
     parser.add_argument("--log-dir", type=Path, default=Path(".pipeline-data/demo"))
-    parser.add_argument(
-        "--console-seconds",
-        type=float,
-        default=None,
-        help="then serve the analysts' console for this long (default: until Ctrl-C on a "
-        "terminal, 20 s otherwise; 0: no console)",
-    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -70,8 +60,6 @@ async def _demo(args: argparse.Namespace) -> int:
         partitions=args.partitions,
         web_port=base.web_port,
         data_dir=args.log_dir / run_id,
-        # A simulated bank: the placeholder pseudonym key is fine here.
-        dev_mode=True,
     )
     print(f"demo run {run_id}: Kafka {s.kafka_bootstrap}, Postgres {s.database_url.split('@')[-1]}")
     t0 = time.monotonic()
@@ -82,8 +70,7 @@ async def _demo(args: argparse.Namespace) -> int:
         f"{len(sim.events)} accesses, {len(malicious)} planted incidents "
         f"({time.monotonic() - t0:.1f} s)"
     )
-    await ensure_topics(s, args.partitions, replay=True)
-    await publish_kafka(sim, s, None, args.partitions)
+    await publish_kafka(sim, s.kafka_bootstrap, s.topic_prefix, None, args.partitions)
     print(f"published reference data and accesses to {s.topic_prefix}* ")
 
     worker = WorkerProcess(s, s.data_dir / "worker.log")
@@ -94,32 +81,8 @@ async def _demo(args: argparse.Namespace) -> int:
             "alerts as they arrive (severity, staff, revision, risk, events, reasons, last event):"
         )
         alerts = await _follow_alerts(s, worker, len(sim.events), args.idle)
-        await _summary(s, alerts, malicious)
-        # the worker keeps running: verdicts sent from the console reach it
-        await _console(s, args.console_seconds)
     finally:
         worker.stop()
-    return 0
-
-
-async def _console(s: Settings, seconds: float | None) -> None:
-    if seconds is None:
-        seconds = None if sys.stdin.isatty() else 20.0
-    if seconds == 0:
-        return
-    from pipeline.console.app import serve
-
-    cs = s.replace(
-        dev_mode=True,  # the console's local demo login
-        console_identity_header="",
-        console_secret=s.console_secret or secrets.token_urlsafe(24),
-    )
-    until = "Ctrl-C stops the demo" if seconds is None else f"it stops after {seconds:g} s"
-    print(f"\nthe analysts' console: sign in with any name (demo login); {until}")
-    await serve(cs, stop_after=seconds)
-
-
-async def _summary(s: Settings, alerts: list[dict[str, Any]], malicious: list[Any]) -> None:
     latest: dict[str, dict[str, Any]] = {}
     for a in alerts:
         if a["revision"] >= latest.get(a["alert_id"], {"revision": 0})["revision"]:
@@ -134,6 +97,7 @@ async def _summary(s: Settings, alerts: list[dict[str, Any]], malicious: list[An
         f"incident; {len(caught)}/{len(malicious)} planted incidents caught"
     )
     await _show_table(s, list(latest))
+    return 0
 
 
 async def _follow_alerts(
@@ -143,7 +107,7 @@ async def _follow_alerts(
     await consumer.start()
     alerts: list[dict[str, Any]] = []
     try:
-        n = (await partition_counts(s, [s.alerts_topic]))[s.alerts_topic]
+        n = await partition_count(s.kafka_bootstrap, s.alerts_topic)
         tps = [TopicPartition(s.alerts_topic, p) for p in range(n)]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)

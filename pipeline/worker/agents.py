@@ -188,8 +188,6 @@ def register(app: faust.App, s: Settings, producer: Any = None, backing: Any = N
         rt.metrics.reference_ready.set(1.0 if rt.reference_tail.ready.is_set() else 0.0)
         # aiohttp takes the charset apart from the media type.
         media_type = rt.metrics.content_type.split(";")[0].strip()
-        return web.bytes(
-            rt.metrics.render(), content_type=f"{media_type}; version=0.0.4"
-        )
+        return web.bytes(rt.metrics.render(), content_type=f"{media_type}; version=0.0.4")
 
     return rt

@@ -35,24 +35,42 @@ import random
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Final, Protocol
-from zoneinfo import ZoneInfo
 
-from pipeline.contract.records import DEFAULT_TIMEZONE, EXPORT_ACTIONS, AccessEvent, Action
-from pipeline.timeutil import format_ts
+from simbank.timestamps import DEFAULT_TIMEZONE, format_ts, local_time
 
 MAX_EVENT_IDS: Final = 500
+EXPORT_ACTIONS: Final = frozenset({"export_statement", "print_statement"})
 _LOG_RECORDS_CAP: Final = math.log1p(10_000)
 
 
-class EnrichedLike(Protocol):
-    """The fields of :class:`pipeline.reference.state.Enriched` the baselines read."""
+class AccessLike(Protocol):
+    """The AccessEvent fields the baselines read (``occurred_at`` in epoch seconds)."""
 
     @property
-    def event(self) -> AccessEvent: ...
+    def event_id(self) -> str: ...
     @property
-    def at(self) -> float: ...
+    def occurred_at(self) -> float: ...
+    @property
+    def staff_id(self) -> str: ...
+    @property
+    def customer_id(self) -> str | None: ...
+    @property
+    def action(self) -> str: ...
+    @property
+    def branch_id(self) -> str: ...
+    @property
+    def authorization_ref(self) -> str | None: ...
+    @property
+    def record_count(self) -> int: ...
+
+
+class EnrichedLike(Protocol):
+    """The fields of :class:`simbank.evaluate.enrich.Enriched` the baselines read."""
+
+    @property
+    def event(self) -> AccessLike: ...
     @property
     def staff_branch_id(self) -> str | None: ...
     @property
@@ -68,7 +86,7 @@ class EnrichedLike(Protocol):
 
 
 def _local(e: EnrichedLike) -> datetime:
-    return datetime.fromtimestamp(e.at, ZoneInfo(e.timezone or DEFAULT_TIMEZONE))
+    return local_time(e.event.occurred_at, e.timezone or DEFAULT_TIMEZONE)
 
 
 def is_unassigned(e: EnrichedLike) -> bool:
@@ -113,12 +131,12 @@ class _StaffDayAlerts:
                 alert_id=f"{self._prefix}-{ev.staff_id}-{day}",
                 staff_id=ev.staff_id,
                 branch_id=e.staff_branch_id or ev.branch_id,
-                first_at=e.at,
-                last_at=e.at,
+                first_at=ev.occurred_at,
+                last_at=ev.occurred_at,
             )
             self._groups[key] = g
-        g.first_at = min(g.first_at, e.at)
-        g.last_at = max(g.last_at, e.at)
+        g.first_at = min(g.first_at, ev.occurred_at)
+        g.last_at = max(g.last_at, ev.occurred_at)
         g.count += 1
         g.peak = max(g.peak, score)
         if len(g.event_ids) < MAX_EVENT_IDS:
@@ -230,24 +248,19 @@ def halfspacetrees(
 
 def synthetic_enriched(n: int, seed: int = 7) -> Iterator[EnrichedLike]:
     """``n`` plausible enriched accesses in time order (for cost measurement only)."""
-    from pipeline.reference.state import Enriched
+    from simbank.evaluate.enrich import Access, Enriched
 
     rng = random.Random(seed)
-    actions: tuple[Action, ...] = (
-        "view_profile",
-        "view_balance",
-        "view_transactions",
-        "export_statement",
-    )
+    actions = ("view_profile", "view_balance", "view_transactions", "export_statement")
     t = 1_772_415_000.0
     for i in range(n):
         t += rng.expovariate(1 / 2.0)
         staff = rng.randrange(500)
         branch = f"B{staff % 20:02d}"
         odd = rng.random() < 0.05
-        event = AccessEvent(
+        event = Access(
             event_id=f"e{i}",
-            occurred_at=datetime.fromtimestamp(t, UTC),
+            occurred_at=t,
             staff_id=f"S{staff:04d}",
             customer_id=f"C{rng.randrange(50_000):06d}",
             action=rng.choice(actions),
@@ -257,21 +270,13 @@ def synthetic_enriched(n: int, seed: int = 7) -> Iterator[EnrichedLike]:
         )
         yield Enriched(
             event=event,
-            at=t,
-            known_staff=True,
-            role="customer_manager",
             staff_branch_id=branch,
+            role="customer_manager",
             status="active",
-            shift_start="09:00",
-            shift_end="18:00",
             timezone=DEFAULT_TIMEZONE,
             assigned=not odd,
-            relation=None if odd else "relationship_manager",
-            known_customer=True,
             home_branch_id=branch,
-            segment="retail",
             sensitivity="vip" if rng.random() < 0.02 else "normal",
-            related=False,
         )
 
 

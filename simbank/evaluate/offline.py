@@ -1,90 +1,62 @@
-"""Drive the pipeline's pure core in-process over a simulation (no broker): for tuning.
+"""A simulation through the pure core in-process (no broker): for tuning and benchmarks.
 
-The official figures come from :mod:`simbank.evaluate.run` over the real
-pipeline; this runs the very same core through its library entry point
-(:func:`pipeline.core.offline.run_offline`), fed with the bytes the topics
-would carry, so the alerts match.
+Uses the product's library entry point :func:`pipeline.core.offline.run_offline`
+over the raw records a topic would carry, so the alerts are the worker's for the
+same settings (partitions, learning period, bank timezone). The simulated analyst's
+daily triage goes in through ``triage``, as it would go through the feedback topic.
+The official figures come from the real pipeline (:mod:`simbank.evaluate.realrun`).
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
-from pipeline.core.offline import load_reference as _load_reference
 from pipeline.core.offline import run_offline
-from pipeline.reference.state import ReferenceState
 from pipeline.settings import Settings
+from simbank.evaluate.analyst import SimulatedAnalyst
 from simbank.simulate import Simulation
 
 
-def reference_records(sim: Simulation) -> list[tuple[str, bytes | None, bytes | None]]:
-    return [
-        (r.topic, r.key.encode(), None if r.value is None else orjson.dumps(r.value))
-        for r in sim.reference
-    ]
+@dataclass
+class RunResult:
+    """What one pipeline run gave: every alert revision, and how the run went."""
+
+    alerts: list[dict[str, Any]]
+    meta: dict[str, Any] = field(default_factory=dict)
 
 
-def access_records(sim: Simulation) -> list[tuple[bytes | None, bytes | None]]:
-    return [(ev["staff_id"].encode(), orjson.dumps(ev)) for ev in sim.events]
+def reference_records(sim: Simulation) -> Iterator[tuple[str, bytes | None, bytes | None]]:
+    for r in sim.reference:
+        yield r.topic, r.key.encode(), None if r.value is None else orjson.dumps(r.value)
 
 
-def load_reference(sim: Simulation) -> ReferenceState:
-    return _load_reference(reference_records(sim))[0]
-
-
-class SimulatedAnalyst:
-    """Triages each day's new alerts by the labels: ``true_positive`` when an alert names an
-    event of a malicious incident, ``benign_true_positive`` for a benign look-alike's event,
-    else ``false_positive``; each alert once."""
-
-    def __init__(self, sim: Simulation) -> None:
-        self.malicious = {e for i in sim.incidents if not i.benign for e in i.event_ids}
-        self.lookalike = {e for i in sim.incidents if i.benign for e in i.event_ids}
-        self.verdicts: dict[str, str] = {}
-
-    def verdict(self, alert: dict[str, Any]) -> str:
-        ids = set(alert["event_ids"])
-        if ids & self.malicious:
-            return "true_positive"
-        if ids & self.lookalike:
-            return "benign_true_positive"
-        return "false_positive"
-
-    def triage(self, day: str, alerts: list[dict[str, Any]]) -> list[bytes]:
-        out = []
-        for a in alerts:
-            if a["alert_id"] in self.verdicts:
-                continue
-            v = self.verdict(a)
-            self.verdicts[a["alert_id"]] = v
-            out.append(
-                orjson.dumps(
-                    {
-                        "alert_id": a["alert_id"],
-                        "verdict": v,
-                        "analyst_id": "simulated-analyst",
-                        "decided_at": datetime.now(UTC).isoformat(),
-                    }
-                )
-            )
-        return out
+def access_records(sim: Simulation) -> Iterator[tuple[bytes | None, bytes | None]]:
+    for ev in sim.events:
+        yield str(ev["staff_id"]).encode(), orjson.dumps(ev)
 
 
 def run_core(
-    sim: Simulation,
-    analyst: SimulatedAnalyst | None = None,
-    partitions: int = 4,
-    settings: Settings | None = None,
-) -> tuple[list[dict[str, Any]], float]:
-    """Every alert revision the core emits for ``sim``, and the seconds it took."""
-    s = (settings or Settings(pseudonym_key="offline")).replace(partitions=partitions)
+    sim: Simulation, settings: Settings, analyst: SimulatedAnalyst | None = None
+) -> RunResult:
+    """All alert revisions the core emits for ``sim`` under ``settings``."""
     run = run_offline(
         reference_records(sim),
         access_records(sim),
-        s,
-        triage=analyst.triage if analyst is not None else None,
+        settings,
+        triage=None if analyst is None else analyst.triage,
     )
-    return run.alerts, run.seconds
+    meta: dict[str, Any] = {
+        "mode": "offline (pure core, no broker)",
+        "core_seconds": round(run.seconds, 1),
+        "throughput_events_per_second": round(len(sim.events) / run.seconds)
+        if run.seconds > 0
+        else None,
+        "dead_letters": len(run.dead_letters),
+    }
+    if analyst is not None:
+        meta["feedback_applied"] = run.feedback_applied
+    return RunResult(run.alerts, meta)

@@ -1,252 +1,295 @@
-"""``simbank evaluate``: a labelled simulation through the real pipeline, scored.
+"""``simbank evaluate``: labelled banks through the pipeline, scored, with their spread.
 
-Real broker, real worker processes, real Postgres. Steps: generate the bank,
-publish reference data and accesses, start the workers, time how long they
-take to drain the stream, read every alert revision from the alerts topic,
-compute the two baselines on the same data in-process, score all three, and
-write ``report.json``, ``summary.md`` and ``chart.png``.
+One bank (the size flags, ``--profile default|random``) or ``--profiles N`` banks drawn
+from a split (``--split tune``: profile seeds 1000-1999, ``--split report``: 5000-5999;
+see :mod:`simbank.evaluate.banks`). Each bank runs through the real pipeline
+(:mod:`simbank.evaluate.realrun`: Kafka, worker processes, Postgres, published day by
+day) or, with ``--offline``, through the pure core in-process
+(:mod:`simbank.evaluate.offline`). Variants on the same banks:
+
+- ``--learn-days D`` (default 7): the worker's ``PIPELINE_LEARN_UNTIL`` is the local
+  midnight (``settings.bank_timezone``) starting day D; scoring covers the days after
+  it (:mod:`simbank.evaluate.score`). ``--compare-cold`` adds D = 0 (cold start).
+- ``--feedback``: the simulated analyst's daily triage goes through
+  ``{prefix}alert-feedback`` (offline: ``run_offline(triage=...)``);
+  ``--compare-feedback`` runs with and without.
+
+The two baselines (naive rules, plain HalfSpaceTrees) run on simbank's own enrichment
+of the same banks and are scored over the same window. Output: ``report.json``,
+``summary.md`` and ``chart.png`` (:mod:`simbank.evaluate.report`).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
+import secrets
+import sys
 import time
-from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import asyncpg
-import orjson
-from aiokafka import TopicPartition
-
-from pipeline.broker import clients
-from pipeline.broker.topics import ensure_topics, partition_counts
-from pipeline.contract.decode import decode_access_event
-from pipeline.reference.state import Enriched
-from pipeline.settings import Settings
+from pipeline.settings import PLACEHOLDER_PSEUDONYM_KEYS, Settings
+from simbank.evaluate.analyst import SimulatedAnalyst
+from simbank.evaluate.banks import SPLITS, Bank, SplitError, drawn_banks
 from simbank.evaluate.baselines import halfspacetrees, naive_rules
-from simbank.evaluate.offline import SimulatedAnalyst, load_reference, run_core
-from simbank.evaluate.report import format_console, write_report
-from simbank.evaluate.score import Scorecard, score
-from simbank.simulate import SimConfig, Simulation, generate
-from simbank.simulate.config import add_size_arguments, config_from_args
-from simbank.simulate.output import publish_kafka
-from simbank.workers import WorkerProcess
+from simbank.evaluate.enrich import enrich_simulation
+from simbank.evaluate.offline import RunResult, run_core
+from simbank.evaluate.report import BankResult, write_evaluation
+from simbank.evaluate.score import Period, Scorecard, score
+from simbank.simulate import Simulation, generate
+from simbank.simulate.config import ConfigError, add_size_arguments, config_from_args
+
+
+@dataclass(frozen=True)
+class Variant:
+    learn_days: int
+    feedback: bool
+
+    @property
+    def name(self) -> str:
+        base = "cold start" if self.learn_days == 0 else f"learn {self.learn_days}d"
+        return f"pipeline {base}" + (" +feedback" if self.feedback else "")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     add_size_arguments(parser)
-    parser.add_argument("--workers", type=int, default=1, help="worker processes")
-    parser.add_argument("--partitions", type=int, default=4)
-    parser.add_argument("--out", type=Path, default=None, help="default reports/eval-<seed>")
-    parser.add_argument("--timeout", type=float, default=900.0, help="max seconds to drain")
-    parser.add_argument(
+    banks = parser.add_argument_group("banks")
+    banks.add_argument(
+        "--profiles",
+        type=int,
+        default=0,
+        metavar="N",
+        help="evaluate N drawn bank profiles of --split instead of the one bank of the "
+        "size flags (each bank: its profile's branches and customers; --staff, --days and "
+        "--start apply)",
+    )
+    banks.add_argument(
+        "--split",
+        choices=sorted(SPLITS),
+        default="tune",
+        help="profile seeds 1000-1999 (tune) or 5000-5999 (report); default %(default)s",
+    )
+    banks.add_argument(
+        "--first-profile-seed", type=int, default=None, help="default: the split's first seed"
+    )
+    runs = parser.add_argument_group("variants")
+    runs.add_argument(
+        "--learn-days",
+        type=int,
+        default=7,
+        help="learning period in days (PIPELINE_LEARN_UNTIL); 0 = cold start (default 7)",
+    )
+    runs.add_argument("--compare-cold", action="store_true", help="also run a cold start")
+    runs.add_argument(
         "--feedback",
         action="store_true",
-        help="also score the core with a simulated analyst's verdicts (4 h after each alert)",
+        help="the simulated analyst sends a daily triage through the feedback topic",
     )
-    parser.add_argument(
+    runs.add_argument(
+        "--compare-feedback", action="store_true", help="run with and without feedback"
+    )
+    runs.add_argument(
+        "--unreviewed-share", type=float, default=0.0, help="alerts the analyst never reviews"
+    )
+    runs.add_argument(
+        "--analyst-error-rate", type=float, default=0.0, help="share of wrong verdicts"
+    )
+    runs.add_argument("--no-baselines", action="store_true", help="skip the two baselines")
+    how = parser.add_argument_group("how")
+    how.add_argument(
         "--offline",
         action="store_true",
         help="run the pure core in-process instead of the real pipeline (tuning only)",
     )
+    how.add_argument("--workers", type=int, default=1, help="worker processes")
+    how.add_argument("--partitions", type=int, default=4)
+    how.add_argument("--out", type=Path, default=None, help="default reports/eval-...")
+    how.add_argument("--timeout", type=float, default=900.0, help="max seconds per wait")
+    how.add_argument(
+        "--settle", type=float, default=3.0, help="seconds without new alerts = drained"
+    )
+
+
+def variants(args: argparse.Namespace) -> list[Variant]:
+    learns = [args.learn_days] + ([0] if args.compare_cold and args.learn_days else [])
+    feedbacks = [False, True] if args.compare_feedback else [bool(args.feedback)]
+    return [Variant(d, f) for d in learns for f in feedbacks]
+
+
+def banks_from_args(args: argparse.Namespace) -> list[Bank]:
+    if args.profiles:
+        return drawn_banks(
+            args.split,
+            args.profiles,
+            staff=args.staff,
+            days=args.days,
+            start=args.start,
+            first=args.first_profile_seed,
+        )
+    return [Bank(None, config_from_args(args))]
 
 
 def run(args: argparse.Namespace) -> int:
-    return asyncio.run(evaluate(args))
-
-
-def enrich_offline(sim: Simulation) -> Iterator[Enriched]:
-    """The pipeline's own enrichment of every simulated access, in stream order."""
-    state = load_reference(sim)
-    for ev in sim.events:
-        event = decode_access_event(orjson.dumps(ev))
-        yield state.enrich(event, event.occurred_at.timestamp())
-
-
-async def read_all(s: Settings, topic: str) -> list[dict[str, Any]]:
-    """Every record of ``topic`` up to its current end."""
-    n = (await partition_counts(s, [topic]))[topic]
-    tps = [TopicPartition(topic, p) for p in range(n)]
-    consumer = clients.consumer(s, group_id=None)
-    await consumer.start()
-    out: list[dict[str, Any]] = []
     try:
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        end = await consumer.end_offsets(tps)
-        pending = {tp for tp in tps if end[tp] > 0}
-        while pending:
-            batch = await consumer.getmany(timeout_ms=1000, max_records=5000)
-            for tp, records in batch.items():
-                out.extend(orjson.loads(r.value) for r in records)
-                if records and records[-1].offset + 1 >= end[tp]:
-                    pending.discard(tp)
-    finally:
-        await consumer.stop()
-    return out
+        banks = banks_from_args(args)
+        if not 0 <= args.learn_days < args.days:
+            raise ConfigError(f"--learn-days must be 0..{args.days - 1}, got {args.learn_days}")
+    except (ConfigError, SplitError) as exc:
+        print(f"evaluate: {exc}", file=sys.stderr)
+        return 2
+    return asyncio.run(evaluate(args, banks))
 
 
-async def _drain(
-    workers: list[WorkerProcess], expected: int, timeout: float, s: Settings
-) -> tuple[float, int]:
-    """Wait until the workers consumed every access and alerts stopped changing."""
-    start = time.monotonic()
-    last_alerts = -1.0
-    stable_since = time.monotonic()
-    while time.monotonic() - start < timeout:
-        for w in workers:
-            if w.proc.poll() is not None:
-                raise RuntimeError(f"a worker stopped; log:\n{w.tail()}")
-        counts = await asyncio.gather(
-            *(asyncio.to_thread(w.metric, "pipeline_events_in_total") for w in workers)
-        )
-        consumed = int(sum(counts))
-        if consumed >= expected:
-            drained_at = time.monotonic() - start
-            # let the alert sink and the last batches settle
-            while True:
-                written = sum(
-                    await asyncio.gather(
-                        *(asyncio.to_thread(w.metric, "pipeline_alerts_out_total") for w in workers)
-                    )
-                )
-                if written == last_alerts and time.monotonic() - stable_since > 3.0:
-                    return drained_at, consumed
-                if written != last_alerts:
-                    last_alerts, stable_since = written, time.monotonic()
-                await asyncio.sleep(0.5)
-        await asyncio.sleep(0.5)
-    raise TimeoutError(f"workers did not drain {expected} events in {timeout}s")
-
-
-async def evaluate(args: argparse.Namespace) -> int:
+def _base_settings(args: argparse.Namespace) -> Settings:
     base = Settings.from_env()
-    run_id = time.strftime("%Y%m%d%H%M%S")
-    out_dir = args.out or Path("reports") / f"eval-{args.seed}"
-    s = base.replace(
+    if base.pseudonym_key in PLACEHOLDER_PSEUDONYM_KEYS:
+        # simulated customers only; a fresh key keeps the worker's production check happy
+        base = base.replace(pseudonym_key=secrets.token_hex(16))
+    return base.replace(partitions=args.partitions)
+
+
+def _run_settings(base: Settings, run_id: str, out_dir: Path, period: Period) -> Settings:
+    learn_until = datetime.fromtimestamp(period.learn_until, UTC) if period.learn_days > 0 else None
+    return base.replace(
         topic_prefix=f"eval-{run_id}.",
         app_id=f"access-watch-eval-{run_id}",
-        partitions=args.partitions,
-        data_dir=out_dir / "workers",
-        # A simulated bank: the placeholder pseudonym key is fine here.
-        dev_mode=True,
-    )
-    config = config_from_args(args)
-    t = time.monotonic()
-    sim = generate(config)
-    gen_s = time.monotonic() - t
-    print(
-        f"simulated {len(sim.events)} accesses, {len(sim.incidents)} labelled incidents "
-        f"in {gen_s:.1f} s"
+        data_dir=out_dir / "workers" / run_id,
+        learn_until=learn_until,
     )
 
-    if args.offline:
-        alerts, core_s = run_core(sim, partitions=args.partitions)
-        meta_run: dict[str, Any] = {
-            "mode": "offline (pure core, no broker)",
-            "drain_seconds": round(core_s, 1),
-            "throughput_events_per_second": round(len(sim.events) / core_s),
-        }
+
+async def evaluate(args: argparse.Namespace, banks: list[Bank]) -> int:
+    base = _base_settings(args)
+    stamp = time.strftime("%Y%m%d%H%M%S")
+    if args.out is not None:
+        out_dir = Path(args.out)
+    elif args.profiles:
+        out_dir = Path("reports") / f"eval-{args.split}-{args.profiles}"
     else:
-        alerts, meta_run = await _run_real(args, s, sim, out_dir)
-    return _finish(args, config, sim, alerts, meta_run, gen_s, s, out_dir)
-
-
-async def _run_real(
-    args: argparse.Namespace, s: Settings, sim: Simulation, out_dir: Path
-) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    await ensure_topics(s, args.partitions, replay=True)
-    t = time.monotonic()
-    await publish_kafka(sim, s, None, args.partitions)
-    pub_s = time.monotonic() - t
-    print(f"published to {s.topic_prefix}* in {pub_s:.1f} s")
-
-    workers = [
-        WorkerProcess(s, out_dir / "workers" / f"worker-{i}.log", s.web_port + i)
-        for i in range(args.workers)
-    ]
-    try:
+        out_dir = Path("reports") / f"eval-{banks[0].config.seed}"
+    chosen = variants(args)
+    results: list[BankResult] = []
+    for b_idx, bank in enumerate(banks):
         t = time.monotonic()
-        for w in workers:
-            await asyncio.to_thread(w.wait_healthy, 300.0)
-        healthy_s = time.monotonic() - t
-        print(f"{len(workers)} worker(s) healthy after {healthy_s:.1f} s; draining ...")
-        drain_s, consumed = await _drain(workers, len(sim.events), args.timeout, s)
-    finally:
-        for w in workers:
-            w.stop()
-    throughput = consumed / drain_s if drain_s > 0 else float("nan")
-    print(f"drained {consumed} accesses in {drain_s:.1f} s ({throughput:,.0f} events/s)")
-
-    alerts = await read_all(s, s.alerts_topic)
-    stored = await _stored_alerts(s.database_url, {a["alert_id"] for a in alerts})
-    return alerts, {
-        "mode": "real pipeline (Kafka, worker processes, Postgres)",
-        "workers": args.workers,
-        "partitions": args.partitions,
-        "publish_seconds": round(pub_s, 1),
-        "worker_healthy_seconds": round(healthy_s, 1),
-        "drain_seconds": round(drain_s, 1),
-        "throughput_events_per_second": round(throughput),
-        "alerts_in_postgres": stored,
+        sim = generate(bank.config)
+        gen_s = time.monotonic() - t
+        by_date = sim.active_staff_days_by_date()
+        print(
+            f"[{b_idx + 1}/{len(banks)}] {bank.label}: {bank.config.branches} branches, "
+            f"{bank.config.staff} staff, {len(sim.events)} accesses, "
+            f"{sum(1 for i in sim.incidents if not i.benign)} incidents ({gen_s:.1f} s)",
+            flush=True,
+        )
+        cards: list[Scorecard] = []
+        runs: dict[str, dict[str, Any]] = {}
+        for v_idx, variant in enumerate(chosen):
+            period = Period(
+                bank.config.start_date, bank.config.days, variant.learn_days, base.bank_timezone
+            )
+            s = _run_settings(base, f"{stamp}-{b_idx}-{v_idx}", out_dir, period)
+            analyst = (
+                SimulatedAnalyst(
+                    sim.incidents,
+                    timezone=base.bank_timezone,
+                    unreviewed_share=args.unreviewed_share,
+                    error_rate=args.analyst_error_rate,
+                    seed=bank.config.seed,
+                )
+                if variant.feedback
+                else None
+            )
+            t = time.monotonic()
+            result = await _one_run(args, sim, s, out_dir, analyst)
+            card = score(variant.name, sim.incidents, result.alerts, by_date, period)
+            if analyst is not None:
+                card.extra["analyst"] = {
+                    "reviewed": analyst.stats.reviewed,
+                    "unreviewed": analyst.stats.unreviewed,
+                    "wrong": analyst.stats.wrong,
+                    "verdicts": dict(sorted(analyst.stats.verdicts.items())),
+                }
+            card.extra["run"] = {
+                **result.meta,
+                "alert_revisions": len(result.alerts),
+                "learn_until": s.learn_until.isoformat() if s.learn_until else None,
+                "seconds": round(time.monotonic() - t, 1),
+            }
+            cards.append(card)
+            runs[variant.name] = card.extra["run"]
+            print(f"    {_one_line(card)}", flush=True)
+        if not args.no_baselines:
+            period = Period(
+                bank.config.start_date, bank.config.days, chosen[0].learn_days, base.bank_timezone
+            )
+            for name, fn in (("naive_rules", naive_rules), ("halfspacetrees", halfspacetrees)):
+                t = time.monotonic()
+                card = score(name, sim.incidents, fn(enrich_simulation(sim)), by_date, period)
+                card.extra["seconds"] = round(time.monotonic() - t, 2)
+                cards.append(card)
+                print(f"    {_one_line(card)}", flush=True)
+        results.append(BankResult(_bank_info(bank, sim, gen_s), cards))
+    meta = {
+        "command": "simbank evaluate " + " ".join(sys.argv[2:] if len(sys.argv) > 2 else []),
+        "mode": "offline (pure core, no broker)" if args.offline else "real pipeline",
+        "split": args.split if args.profiles else None,
+        "profiles": args.profiles,
+        "learn_days": args.learn_days,
+        "variants": [v.name for v in chosen],
+        "bank_timezone": base.bank_timezone,
+        "analyst": {
+            "unreviewed_share": args.unreviewed_share,
+            "error_rate": args.analyst_error_rate,
+        },
     }
-
-
-def _finish(
-    args: argparse.Namespace,
-    config: SimConfig,
-    sim: Simulation,
-    alerts: list[dict[str, Any]],
-    meta_run: dict[str, Any],
-    gen_s: float,
-    s: Settings,
-    out_dir: Path,
-) -> int:
-    staff_days = sim.active_staff_days()
-    cards: list[Scorecard] = [score("pipeline", sim.incidents, alerts, staff_days)]
-    if args.feedback:
-        analyst = SimulatedAnalyst(sim)
-        fb_alerts, _ = run_core(sim, analyst=analyst, partitions=args.partitions)
-        card = score("pipeline+feedback", sim.incidents, fb_alerts, staff_days)
-        verdicts = list(analyst.verdicts.values())
-        card.extra["verdicts"] = {v: verdicts.count(v) for v in sorted(set(verdicts))}
-        cards.append(card)
-    for name, fn in (("naive_rules", naive_rules), ("halfspacetrees", halfspacetrees)):
-        t = time.monotonic()
-        base_alerts = fn(enrich_offline(sim))
-        card = score(name, sim.incidents, base_alerts, staff_days)
-        card.extra["seconds"] = round(time.monotonic() - t, 2)
-        cards.append(card)
-
-    meta: dict[str, Any] = {
-        "seed": args.seed,
-        "size": dataclasses.asdict(config),
-        "events": len(sim.events),
-        "incidents": len([i for i in sim.incidents if not i.benign]),
-        "benign_lookalikes": len([i for i in sim.incidents if i.benign]),
-        "active_staff_days": staff_days,
-        "generate_seconds": round(gen_s, 1),
-        "alert_revisions": len(alerts),
-        **meta_run,
-    }
-    paths = write_report(cards, meta, out_dir)
-    print(format_console(cards, meta))
+    paths = write_evaluation(results, meta, out_dir)
     print("wrote " + ", ".join(str(p) for p in paths.values()))
     return 0
 
 
-async def _stored_alerts(database_url: str, alert_ids: set[str]) -> int | None:
-    try:
-        conn = await asyncpg.connect(database_url)
-    except OSError:
-        return None
-    try:
-        n = await conn.fetchval(
-            "SELECT count(*) FROM alerts WHERE alert_id = ANY($1::text[])", list(alert_ids)
-        )
-        return int(n)
-    finally:
-        await conn.close()
+async def _one_run(
+    args: argparse.Namespace,
+    sim: Simulation,
+    s: Settings,
+    out_dir: Path,
+    analyst: SimulatedAnalyst | None,
+) -> RunResult:
+    if args.offline:
+        return await asyncio.to_thread(run_core, sim, s, analyst)
+    from simbank.evaluate.realrun import run_real
+
+    return await run_real(
+        sim,
+        s,
+        Path(s.data_dir),
+        workers=args.workers,
+        analyst=analyst,
+        timeout=args.timeout,
+        settle_s=args.settle,
+    )
+
+
+def _one_line(card: Scorecard) -> str:
+    return (
+        f"{card.name:<34} recall {card.incident_recall:.2f} "
+        f"({card.kinds_found}/{card.kinds_scored} kinds)  precision {card.alert_precision:.2f}"
+        f"  false/100 staff-days {card.false_alerts_per_100_staff_days:.2f}"
+        f"  false > medium {card.false_alerts_above_medium}"
+    )
+
+
+def _bank_info(bank: Bank, sim: Simulation, gen_s: float) -> dict[str, Any]:
+    return {
+        "label": bank.label,
+        "profile_seed": bank.profile_seed,
+        "simulation_seed": bank.config.seed,
+        "size": bank.config.to_json(),
+        "profile": bank.config.profile.to_json(),
+        "events": len(sim.events),
+        "incidents": sum(1 for i in sim.incidents if not i.benign),
+        "benign_lookalikes": sum(1 for i in sim.incidents if i.benign),
+        "active_staff_days": sim.active_staff_days(),
+        "generate_seconds": round(gen_s, 1),
+    }

@@ -7,7 +7,7 @@ once all events exist, see :mod:`simbank.simulate.assemble`).
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from simbank.simulate.bank import Desk
@@ -115,18 +115,30 @@ def visit(
     authorized: bool = True,
     denied_p: float = NORMAL_DENIED_P,
     gap: tuple[float, float] = (15.0, 90.0),
+    auth_share: float = 1.0,
+    on_missing_auth: Callable[[], int] | None = None,
 ) -> int:
     """One interaction with one customer: ``actions`` a few seconds apart. Returns the time
     after the last action. Credit queries carry an authorization unless ``authorized`` is
-    False."""
+    False; with ``auth_share`` < 1, an authorized query lacks its reference with
+    probability ``1 - auth_share`` and gets the label ``on_missing_auth()`` returns."""
     t = ms
     for action in actions:
         count = record_count(action, rng)
         outcome = "success"
         if denied_p and rng.random() < denied_p:
             outcome, count = "denied", 0
-        auth = auth_ref(rng, t) if action == "credit_report_query" and authorized else None
-        rec.add(seat, t, customer_id, action, count=count, auth=auth, outcome=outcome, label=label)
+        auth: str | None = None
+        event_label = label
+        if action == "credit_report_query" and authorized:
+            if auth_share < 1.0 and rng.random() >= auth_share:
+                if on_missing_auth is not None:
+                    event_label = on_missing_auth()
+            else:
+                auth = auth_ref(rng, t)
+        rec.add(
+            seat, t, customer_id, action, count=count, auth=auth, outcome=outcome, label=event_label
+        )
         t += int(rng.uniform(*gap) * 1000)
     return t
 

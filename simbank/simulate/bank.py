@@ -13,11 +13,8 @@ from datetime import date, timedelta
 from typing import Literal
 
 from simbank.simulate.clock import DAY_MS, local_ms
-from simbank.simulate.config import SimConfig
-
-TOKYO = "Asia/Tokyo"
-HONG_KONG = "Asia/Hong_Kong"
-SHANGHAI = "Asia/Shanghai"
+from simbank.simulate.config import ConfigError, SimConfig
+from simbank.simulate.profile import HONG_KONG, SHANGHAI, TOKYO, BankProfile
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +29,7 @@ class Branch:
 class Shift:
     start: int  # minutes after local midnight
     end: int
+    split: bool = False  # a long break in the middle (12:00-16:00 before the offset)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +58,7 @@ class Staff:
     volume: float  # personal activity multiplier (busy vs. quiet people)
     weekend_p: float  # chance of a little weekend work on a weekend day
     mobile_p: float  # chance of a client-visit afternoon on mobile_crm (customer managers)
-    rota: int  # which Saturday out of three a teller works
+    rota: int  # which Saturday out of the profile's rota a teller works (-1: none)
     postings: list[Posting] = field(default_factory=list)
 
     @property
@@ -244,8 +242,9 @@ class Bank:
 
 # -- building the initial bank ------------------------------------------------
 
-_SHIFTS: dict[str, list[tuple[float, Shift]]] = {
-    "teller": [(0.7, Shift(8 * 60 + 30, 17 * 60 + 30)), (0.3, Shift(11 * 60 + 30, 20 * 60))],
+# Day shifts of each role, with relative weights.
+_DAY_SHIFTS: dict[str, list[tuple[float, Shift]]] = {
+    "teller": [(1.0, Shift(8 * 60 + 30, 17 * 60 + 30))],
     "customer_manager": [(0.6, Shift(8 * 60 + 30, 17 * 60 + 30)), (0.4, Shift(9 * 60, 18 * 60))],
     "loan_officer": [(1.0, Shift(9 * 60, 18 * 60))],
     "operations": [(1.0, Shift(8 * 60, 17 * 60))],
@@ -253,20 +252,51 @@ _SHIFTS: dict[str, list[tuple[float, Shift]]] = {
     "auditor": [(1.0, Shift(9 * 60, 17 * 60 + 30))],
     "it_support": [(0.7, Shift(9 * 60, 18 * 60)), (0.3, Shift(10 * 60, 19 * 60))],
 }
+LATE_SHIFT = Shift(11 * 60 + 30, 20 * 60)
+EARLY_SHIFT = Shift(7 * 60, 15 * 60 + 30)
+SPLIT_SHIFT = Shift(8 * 60, 20 * 60, split=True)
+FRONT_DESK = frozenset({"teller", "customer_manager"})
 
 
-def branch_timezone(number: int, total: int) -> str:
-    """Most branches are in Shanghai; the last one is in Tokyo (+09:00) and, with three or
-    more branches, the one before it in Hong Kong, so timezone handling is exercised."""
-    if total >= 2 and number == total:
-        return TOKYO
-    if total >= 3 and number == total - 1:
-        return HONG_KONG
+def shift_options(profile: BankProfile, role: str) -> list[tuple[float, Shift]]:
+    """The shifts of a role in a bank, with their shares (late, early and split shifts
+    for tellers and customer managers), moved by the profile's opening-hours offset."""
+    day = _DAY_SHIFTS[role]
+    extra: list[tuple[float, Shift]] = []
+    if role in FRONT_DESK:
+        late = profile.teller_late_share if role == "teller" else profile.cm_late_share
+        extra = [
+            (late, LATE_SHIFT),
+            (profile.early_share, EARLY_SHIFT),
+            (profile.split_share, SPLIT_SHIFT),
+        ]
+    rest = 1.0 - sum(w for w, _ in extra)
+    off = profile.shift_offset_min
+    return [
+        (w, Shift(s.start + off, s.end + off, s.split) if off else s)
+        for w, s in [(w * rest, s) for w, s in day] + extra
+        if w > 0
+    ]
+
+
+def branch_timezone(number: int, total: int, foreign: tuple[str, ...] = (HONG_KONG, TOKYO)) -> str:
+    """Most branches are in Shanghai; the last ones are abroad, in the zones ``foreign`` in
+    order (by default Hong Kong, then Tokyo for the last branch), so timezone handling is
+    exercised. The head branch (number 1) is always in Shanghai.
+
+    >>> [branch_timezone(n, 4) for n in range(1, 5)]
+    ['Asia/Shanghai', 'Asia/Shanghai', 'Asia/Hong_Kong', 'Asia/Tokyo']
+    >>> [branch_timezone(n, 2) for n in (1, 2)]
+    ['Asia/Shanghai', 'Asia/Tokyo']
+    """
+    from_end = total - number  # 0 for the last branch
+    if number > 1 and from_end < len(foreign):
+        return foreign[len(foreign) - 1 - from_end]
     return SHANGHAI
 
 
-def pick_shift(role: str, rng: random.Random) -> Shift:
-    options = _SHIFTS[role]
+def pick_shift(role: str, rng: random.Random, profile: BankProfile) -> Shift:
+    options = shift_options(profile, role)
     return rng.choices([s for _, s in options], weights=[w for w, _ in options])[0]
 
 
@@ -300,8 +330,13 @@ def _role_plan(config: SimConfig, branches: list[Branch]) -> list[tuple[str, str
     it = max(2, round(0.03 * config.staff))
     ops = max(nb, round(0.10 * config.staff))
     rest = config.staff - nb - auditors - it - ops
-    cms = round(rest * 0.4)
-    tellers = round(rest * 0.4)
+    cms = max(2 * nb, round(rest * config.profile.cm_share))
+    tellers = max(2 * nb, round(rest * config.profile.teller_share))
+    if rest - cms - tellers < nb:
+        raise ConfigError(
+            f"{config.staff} staff leave too few loan officers for {nb} branches with "
+            f"cm_share {config.profile.cm_share} and teller_share {config.profile.teller_share}"
+        )
     los = rest - cms - tellers
     out: list[tuple[str, str]] = []
     out += [("branch_manager", b) for b in ids]
@@ -322,12 +357,16 @@ def build_bank(config: SimConfig) -> Bank:
     rng = random.Random(f"{config.seed}|bank")
     start = config.start_date
     nb = config.branches
+    prof = config.profile
+    spread_w = prof.branch_weight_spread
     branches = [
         Branch(
             f"BR{i:02d}",
             i,
-            branch_timezone(i, nb),
-            1.6 if i == 1 else round(rng.uniform(0.7, 1.3), 3),
+            branch_timezone(i, nb, prof.foreign_timezones),
+            prof.head_branch_weight
+            if i == 1
+            else round(rng.uniform(1 - spread_w, 1 + spread_w), 3),
         )
         for i in range(1, nb + 1)
     ]
@@ -345,13 +384,18 @@ def build_bank(config: SimConfig) -> Bank:
         hired = start - timedelta(days=rng.randint(60, 3000))
         person = Staff(
             staff_id=sid,
-            volume=min(1.8, max(0.5, rng.lognormvariate(0.0, 0.3))),
-            weekend_p=0.35 if role == "customer_manager" and rng.random() < 0.15 else 0.0,
+            volume=min(
+                prof.volume_max,
+                max(prof.volume_min, rng.lognormvariate(0.0, prof.volume_sigma)),
+            ),
+            weekend_p=prof.cm_weekend_p
+            if role == "customer_manager" and rng.random() < prof.cm_weekend_share
+            else 0.0,
             mobile_p=rng.uniform(0.0, 0.3) if role == "customer_manager" else 0.0,
-            rota=k % 3,
+            rota=k % prof.teller_saturday_rota if prof.teller_saturday_rota else -1,
         )
         person.postings.append(
-            Posting(local_ms(tz, hired, 0), b, role, "active", tz, pick_shift(role, rng))
+            Posting(local_ms(tz, hired, 0), b, role, "active", tz, pick_shift(role, rng, prof))
         )
         bank.add_staff(person)
         bank.initial_staff.append(sid)
@@ -409,6 +453,7 @@ def _since(rng: random.Random, tz: str, start: date) -> int:
 
 def _build_assignments(bank: Bank, rng: random.Random) -> None:
     start = bank.config.start_date
+    prof = bank.config.profile
     for br in bank.branches:
         b = br.branch_id
         tz = br.timezone
@@ -422,7 +467,7 @@ def _build_assignments(bank: Bank, rng: random.Random) -> None:
             if c.sensitivity == "employee":
                 continue  # staff accounts are serviced by tellers, never by a named manager
             premium = c.segment != "retail" or c.sensitivity in ("vip", "pep", "restricted")
-            if premium or rng.random() < 0.55:
+            if premium or rng.random() < prof.rm_share:
                 rm = rng.choices(cms, weights=cm_w)[0]
                 if rm in c.related_staff_ids:
                     rm = buddy[rm]
@@ -436,7 +481,9 @@ def _build_assignments(bank: Bank, rng: random.Random) -> None:
                         Span(bk, c.customer_id, "backup", _since(rng, tz, start), None),
                         initial=True,
                     )
-            loan_p = 0.4 if c.segment == "corporate" else 0.11
+            loan_p = (
+                prof.loan_share_corporate if c.segment == "corporate" else prof.loan_share_retail
+            )
             if rng.random() < loan_p:
                 lo = rng.choice(los)
                 if lo not in c.related_staff_ids:

@@ -11,8 +11,9 @@ here.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import date, timedelta
+from typing import Any
 
 from simbank.simulate.activity import Recorder, Seat, pick_actions, visit
 from simbank.simulate.bank import Bank, Desk
@@ -83,6 +84,18 @@ AUDIT_MORE = (
 )
 
 
+ActionTable = tuple[tuple[str, float], ...]
+
+
+def scaled(table: ActionTable, factors: Mapping[str, float]) -> ActionTable:
+    """``table`` with the weights of the actions in ``factors`` multiplied.
+
+    >>> scaled((("view_balance", 0.3), ("print_statement", 0.04)), {"print_statement": 2.0})
+    (('view_balance', 0.3), ('print_statement', 0.08))
+    """
+    return tuple((a, w * factors.get(a, 1.0)) for a, w in table)
+
+
 def is_month_end(day: date) -> bool:
     """Month-end processing days: the last business day (Mon-Fri) of a month and the first
     two of the next, when statement runs are larger.
@@ -135,6 +148,16 @@ class Behaviour:
         self.changes = changes
         self.overtime = overtime
         self.seed = bank.config.seed
+        p = self.profile = bank.config.profile
+        self.teller_more = scaled(TELLER_MORE, {"print_statement": p.teller_statement_factor})
+        statements = {"print_statement": p.cm_statement_factor}
+        statements["export_statement"] = p.cm_statement_factor
+        self.cm_more = scaled(CM_MORE, {**statements, "credit_report_query": p.cm_credit_factor})
+        self.lo_more = scaled(
+            LO_MORE,
+            {"export_statement": p.lo_statement_factor, "credit_report_query": p.lo_credit_factor},
+        )
+        self._missing_auth: dict[tuple[str, int], int] = {}
         self._workdays: dict[str, int] = {}
         self._batch_pool = {
             b.branch_id: [
@@ -183,11 +206,31 @@ class Behaviour:
         seat = Seat(
             sid, plan.branch_id, plan.tz, self.bank.desk(sid, plan.branch_id), CHANNEL[plan.role]
         )
-        n = self._count(BASE_INTERACTIONS[plan.role] * volume, plan, rng)
+        n = self._count(
+            BASE_INTERACTIONS[plan.role] * self.profile.volume_factor * volume, plan, rng
+        )
         self._handlers[plan.role](plan, rng, seat, n, label)
         ot = self.overtime.get((sid, plan.index))
         if ot is not None:
             self._overtime(plan, rng, seat, ot)
+
+    def _auth(self, plan: DayPlan) -> dict[str, Any]:
+        """Keyword arguments of :func:`visit` for the profile's share of ordinary credit
+        queries without the authorization reference (benign: the form is on file)."""
+        share = self.profile.credit_authorized_share
+        if share >= 1.0:
+            return {}
+
+        def label() -> int:
+            key = (plan.staff_id, plan.index)
+            got = self._missing_auth.get(key)
+            if got is None:
+                got = self._missing_auth[key] = self.book.new(
+                    "authorization_on_file", plan.staff_id, within_session=True
+                )
+            return got
+
+        return {"auth_share": share, "on_missing_auth": label}
 
     def _workday_no(self, sid: str) -> int:
         k = self._workdays.get(sid, 0)
@@ -234,7 +277,7 @@ class Behaviour:
         own = self.bank.by_branch[plan.branch_id]
         everyone = self.bank.customers
         for _ in range(50):
-            pool = own if rng.random() < 0.88 else everyone
+            pool = own if rng.random() < self.profile.walk_in_own_branch else everyone
             c = pool[rng.randrange(len(pool))]
             if c.sensitivity == "restricted" or plan.staff_id in c.related_staff_ids:
                 continue
@@ -259,7 +302,7 @@ class Behaviour:
     # -- roles -------------------------------------------------------------------
     def _teller(self, plan: DayPlan, rng: random.Random, seat: Seat, n: int, label: int) -> None:
         def one(t: int) -> int:
-            acts = pick_actions(rng, TELLER_FIRST, TELLER_MORE, (1, 2))
+            acts = pick_actions(rng, TELLER_FIRST, self.teller_more, (1, 2))
             return visit(self.rec, seat, rng, t, self._walk_in(plan, rng), acts, label=label)
 
         self._sequence(plan, rng, n, one)
@@ -275,7 +318,14 @@ class Behaviour:
         covered = {cid for c in covers for cid in c.customers}
         port = [c for c in self.bank.portfolio(sid, plan.noon_ms) if c not in covered]
         new_hire = sid in self.changes.hires
-        search_p, stranger_p = (0.15, 0.1) if new_hire else (0.05, 0.04)
+        p = self.profile
+        search_p, stranger_p = (
+            (p.new_hire_search_share, p.new_hire_unassigned_share)
+            if new_hire
+            else (p.cm_search_share, p.cm_unassigned_share)
+        )
+        walk_in = p.cm_walk_in_share
+        auth = self._auth(plan)
         visit_window = (0.0, 0.0)
         phone = seat
         if plan.weekend:
@@ -288,6 +338,9 @@ class Behaviour:
 
         def one(t: int) -> int:
             here = phone if visit_window[0] <= t < visit_window[1] else seat
+            if walk_in and here is seat and rng.random() < walk_in:  # covering the counter
+                acts = pick_actions(rng, TELLER_FIRST, self.teller_more, (1, 2))
+                return visit(self.rec, seat, rng, t, self._walk_in(plan, rng), acts, label=label)
             r = rng.random()
             if not port or (r < search_p and here is seat):
                 t = visit(self.rec, here, rng, t, None, ["search_customers"], label=label)
@@ -303,8 +356,8 @@ class Behaviour:
                         ["view_profile", "view_balance"] if rng.random() < 0.5 else ["view_profile"]
                     )
                     return visit(self.rec, here, rng, t, c, acts, label=label)
-            acts = pick_actions(rng, CM_FIRST, CM_MORE, (1, 3))
-            return visit(self.rec, here, rng, t, skewed(port, rng), acts, label=label)
+            acts = pick_actions(rng, CM_FIRST, self.cm_more, (1, 3))
+            return visit(self.rec, here, rng, t, skewed(port, rng), acts, label=label, **auth)
 
         self._sequence(plan, rng, n, one)
         for cover in covers:
@@ -316,10 +369,13 @@ class Behaviour:
         if not customers:
             return
         m = self._count(12 * self.bank.staff[plan.staff_id].volume, plan, rng)
+        auth = self._auth(plan)
 
         def one(t: int) -> int:
-            acts = pick_actions(rng, CM_FIRST, CM_MORE, (1, 3))
-            return visit(self.rec, seat, rng, t, skewed(customers, rng), acts, label=cover.label)
+            acts = pick_actions(rng, CM_FIRST, self.cm_more, (1, 3))
+            return visit(
+                self.rec, seat, rng, t, skewed(customers, rng), acts, label=cover.label, **auth
+            )
 
         self._sequence(plan, rng, m, one)
 
@@ -327,17 +383,24 @@ class Behaviour:
         self, plan: DayPlan, rng: random.Random, seat: Seat, n: int, label: int
     ) -> None:
         loans = self.bank.portfolio(plan.staff_id, plan.noon_ms, frozenset({"loan_officer"}))
+        walk_in = self.profile.lo_walk_in_share
+        stranger_p = self.profile.lo_unassigned_share
+        auth = self._auth(plan)
 
         def one(t: int) -> int:
-            if not loans or rng.random() < 0.15:
+            if walk_in and rng.random() < walk_in:  # a walk-in loan applicant, with consent
+                acts = ["view_profile", "view_id_document", "credit_report_query"]
+                applicant = self._walk_in(plan, rng)
+                return visit(self.rec, seat, rng, t, applicant, acts, label=label, **auth)
+            if not loans or rng.random() < stranger_p:
                 c = self._unassigned_here(plan, rng, t)
                 if c is not None:
                     acts = ["view_profile"] + (["view_id_document"] if rng.random() < 0.4 else [])
                     return visit(self.rec, seat, rng, t, c, acts, label=label)
                 if not loans:
                     return t
-            acts = pick_actions(rng, LO_FIRST, LO_MORE, (0, 2))
-            return visit(self.rec, seat, rng, t, skewed(loans, rng), acts, label=label)
+            acts = pick_actions(rng, LO_FIRST, self.lo_more, (0, 2))
+            return visit(self.rec, seat, rng, t, skewed(loans, rng), acts, label=label, **auth)
 
         self._sequence(plan, rng, n, one)
 
@@ -394,11 +457,12 @@ class Behaviour:
         self, plan: DayPlan, rng: random.Random, seat: Seat, n: int, label: int
     ) -> None:
         team = self.bank.portfolio(plan.staff_id, plan.noon_ms, frozenset({"service_team"}))
+        own_p = 1.0 - self.profile.bm_unassigned_share
 
         def one(t: int) -> int:
             c = (
                 skewed(team, rng)
-                if team and rng.random() < 0.65
+                if team and rng.random() < own_p
                 else self._unassigned_here(plan, rng, t)
             )
             if c is None:
@@ -429,11 +493,12 @@ class Behaviour:
         self, plan: DayPlan, rng: random.Random, seat: Seat, n: int, label: int
     ) -> None:
         everyone = self.bank.customers
+        lookup_p = self.profile.it_lookup_share
 
         def one(t: int) -> int:
             self.rec.add(seat, t, None, "search_customers", count=rng.randint(0, 25), label=label)
             t += int(rng.uniform(20, 120) * 1000)
-            if rng.random() < 0.25:  # checking a screen a ticket complains about
+            if rng.random() < lookup_p:  # checking a screen a ticket complains about
                 c = everyone[rng.randrange(len(everyone))]
                 if plan.staff_id not in c.related_staff_ids:
                     return visit(
@@ -450,7 +515,10 @@ class Behaviour:
             return
         minute = plan.end_minute + rng.uniform(0, 10)
         stop = minute + rng.uniform(90, 180)
+        auth = self._auth(plan)
         while minute < stop:
-            acts = pick_actions(rng, CM_FIRST, CM_MORE, (1, 3))
-            visit(self.rec, seat, rng, plan.ms(minute), skewed(port, rng), acts, label=label)
+            acts = pick_actions(rng, CM_FIRST, self.cm_more, (1, 3))
+            visit(
+                self.rec, seat, rng, plan.ms(minute), skewed(port, rng), acts, label=label, **auth
+            )
             minute += rng.uniform(6, 15)

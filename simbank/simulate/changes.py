@@ -69,11 +69,25 @@ def plan_changes(bank: Bank, book: LabelBook) -> ChangePlan:
     rng = random.Random(f"{bank.config.seed}|changes")
     plan = ChangePlan()
     n = bank.config.staff
-    _leaves(bank, book, rng, plan, max(1, n // 60))
-    _moves(bank, book, rng, plan, max(1, n // 60))
-    _departures(bank, rng, plan, max(1, n // 100), "terminated", ("customer_manager", "teller"))
-    _departures(bank, rng, plan, max(1, n // 200), "transferred", ("teller", "customer_manager"))
-    _hires(bank, book, rng, plan, max(1, n // 60))
+    p = bank.config.profile
+
+    def count(per: float) -> int:
+        return max(1, int(n / per))
+
+    _leaves(bank, book, rng, plan, count(p.staff_per_leave))
+    _moves(bank, book, rng, plan, count(p.staff_per_move))
+    _departures(
+        bank, rng, plan, count(p.staff_per_leaver), "terminated", ("customer_manager", "teller")
+    )
+    _departures(
+        bank,
+        rng,
+        plan,
+        count(p.staff_per_transfer_out),
+        "transferred",
+        ("teller", "customer_manager"),
+    )
+    _hires(bank, book, rng, plan, count(p.staff_per_hire))
     return plan
 
 
@@ -188,13 +202,15 @@ def _moves(bank: Bank, book: LabelBook, rng: random.Random, plan: ChangePlan, co
         return
     order = _branch_order(bank, rng)
     made = 0
-    for k in range(len(order) * 3):
+    # Small branches (two customer managers) only when the larger ones are used up.
+    tries = [(k, need) for need in (3, 2) for k in range(len(order) * 3)]
+    for k, need in tries:
         if made == count:
             break
         role = "loan_officer" if made % 3 == 2 else "customer_manager"
         src = order[k % len(order)]
         free = _free(bank, plan, src, role)
-        if len(bank.staff_in(src, role)) < (2 if role == "loan_officer" else 3) or not free:
+        if len(bank.staff_in(src, role)) < (2 if role == "loan_officer" else need) or not free:
             continue
         mover = rng.choice(free)
         old = bank.staff[mover].first
@@ -232,13 +248,14 @@ def _departures(
     days = bank.config.days
     order = _branch_order(bank, rng)
     made = 0
-    for k in range(len(order) * 3):
+    tries = [(k, need) for need in (3, 2) for k in range(len(order) * 3)]
+    for k, need in tries:
         if made == count:
             break
         role = roles[made % 2]
         b = order[k % len(order)]
         free = _free(bank, plan, b, role)
-        if len(bank.staff_in(b, role)) < 3 or not free:
+        if len(bank.staff_in(b, role)) < need or not free:
             continue
         sid = rng.choice(free)
         old = bank.staff[sid].first
@@ -263,8 +280,10 @@ def _hires(bank: Bank, book: LabelBook, rng: random.Random, plan: ChangePlan, co
         index = _monday_from(bank, rng.randint(max(1, days // 5), max(1, days // 2)), days - 2)
         at_ms = _midnight(bank, tz, index)
         sid = f"S{base + 1 + 7 * k}"
-        bank.add_staff(Staff(sid, rng.uniform(0.7, 1.1), 0.0, 0.0, k % 3))
-        bank.add_posting(sid, Posting(at_ms, b, role, "active", tz, pick_shift(role, rng)))
+        rota = bank.config.profile.teller_saturday_rota
+        bank.add_staff(Staff(sid, rng.uniform(0.7, 1.1), 0.0, 0.0, k % rota if rota else -1))
+        shift = pick_shift(role, rng, bank.config.profile)
+        bank.add_posting(sid, Posting(at_ms, b, role, "active", tz, shift))
         bank.desk(sid, b)
         if role == "customer_manager":
             _new_portfolio(bank, rng, sid, b, "relationship_manager", rng.randint(20, 35), at_ms)

@@ -9,10 +9,11 @@ import time
 from collections import Counter
 
 from pipeline.settings import Settings
+from simbank.broker import publish_kafka
 from simbank.simulate.config import ConfigError, add_size_arguments, config_from_args
 from simbank.simulate.generate import generate
 from simbank.simulate.model import Simulation
-from simbank.simulate.output import publish_kafka, write_jsonl
+from simbank.simulate.output import write_jsonl
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -42,7 +43,9 @@ def describe(sim: Simulation, seconds: float) -> str:
     staff = {r.key for r in sim.reference if r.topic == "staff-directory"}
     customers = sum(1 for r in sim.reference if r.topic == "customer-profiles")
     lines = [
-        f"generated in {seconds:.1f} s: {len(staff)} staff, {customers} customers, "
+        f"profile {sim.config.profile.name}, seed {sim.config.seed}: "
+        f"{sim.config.branches} branches; generated in {seconds:.1f} s: {len(staff)} staff, "
+        f"{customers} customers, "
         f"{len(sim.reference)} reference records, {len(sim.events)} events",
     ]
     for benign, title in ((False, "malicious"), (True, "benign look-alikes")):
@@ -67,7 +70,9 @@ def run(args: argparse.Namespace) -> int:
         return 0
     settings = Settings.from_env()
     partitions = args.partitions if args.partitions is not None else settings.partitions
-    stats = asyncio.run(publish_kafka(sim, settings, args.rate, partitions))
+    stats = asyncio.run(
+        publish_kafka(sim, settings.kafka_bootstrap, settings.topic_prefix, args.rate, partitions)
+    )
     print(
         f"published {stats.reference} reference records in {stats.reference_seconds:.1f} s and "
         f"{stats.events} events in {stats.events_seconds:.1f} s "

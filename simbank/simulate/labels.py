@@ -22,6 +22,12 @@ BENIGN_KINDS: Final = (
     "transfer",
     "month_end_batch",
     "overtime",
+    "authorization_on_file",  # only in profiles where some credit queries lack the reference
+)
+# Policy violations: the detector is expected to alert on them from the first event, also
+# during a learning period (the others are behaviour-only and need baselines).
+POLICY_KINDS: Final = frozenset(
+    {"unauthorized_credit_query", "inactive_account_use", "related_customer_access"}
 )
 NORMAL: Final = -1  # label of an event that belongs to no incident
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import bisect
 from collections import Counter
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
-from pipeline.contract.records import DEFAULT_TIMEZONE
-from pipeline.timeutil import parse_ts
 from simbank.simulate.clock import local_date
 from simbank.simulate.config import SimConfig
+from simbank.timestamps import DEFAULT_TIMEZONE, parse_ts
 
 
 @dataclass(frozen=True)
@@ -78,6 +78,10 @@ class Simulation:
     def active_staff_days(self) -> int:
         """(staff, local day) pairs with at least one event; the local day is taken in the
         timezone of the staff record in force at the event."""
+        return sum(self.active_staff_days_by_date().values())
+
+    def active_staff_days_by_date(self) -> dict[date, int]:
+        """Active staff-days (see :meth:`active_staff_days`) per local date."""
         zones: dict[str, tuple[list[float], list[str]]] = {}
         for r in self.reference:
             if r.topic == "staff-directory" and r.value is not None:
@@ -86,7 +90,7 @@ class Simulation:
                 i = bisect.bisect_right(times, at)
                 times.insert(i, at)
                 tzs.insert(i, r.value.get("timezone") or DEFAULT_TIMEZONE)
-        seen: set[tuple[str, Any]] = set()
+        seen: set[tuple[str, date]] = set()
         for ev in self.events:
             sid = ev["staff_id"]
             at = parse_ts(ev["occurred_at"])
@@ -94,7 +98,7 @@ class Simulation:
             i = bisect.bisect_right(times, at) - 1
             tz = tzs[i] if i >= 0 else (tzs[0] if tzs else DEFAULT_TIMEZONE)
             seen.add((sid, local_date(round(at * 1000), tz)))
-        return len(seen)
+        return dict(sorted(Counter(day for _, day in seen).items()))
 
     def summary(self) -> dict[str, Any]:
         """Counts describing the simulation (deterministic)."""

@@ -85,11 +85,13 @@ class Schedule:
         rng = random.Random(f"{self.bank.config.seed}|plan|{staff_id}|{index}")
         shift = posting.shift
         weekday = day.weekday()
+        rota = self.bank.config.profile.teller_saturday_rota
+        off = self.bank.config.profile.shift_offset_min
         if weekday >= 5:
             week = index // 7
-            if weekday == 5 and posting.role == "teller" and week % 3 == person.rota:
-                begin = 9 * 60 + rng.uniform(-10, 5)
-                return DayPlan(staff_id, index, day, posting, ((begin, 13 * 60),), True)
+            if weekday == 5 and posting.role == "teller" and rota and week % rota == person.rota:
+                begin = 9 * 60 + off + rng.uniform(-10, 5)
+                return DayPlan(staff_id, index, day, posting, ((begin, 13 * 60 + off),), True)
             if person.weekend_p and rng.random() < person.weekend_p:
                 begin = rng.uniform(10 * 60, 19 * 60)
                 return DayPlan(
@@ -100,10 +102,13 @@ class Schedule:
             return None  # a personal day off
         begin = shift.start + rng.uniform(-12, 15)
         end = shift.end + rng.uniform(-20, 25)
-        if shift.start < 11 * 60:
-            brk = 12 * 60 + rng.uniform(-15, 35)
+        if shift.split:  # a long break in the middle of the day
+            brk = 12 * 60 + off + rng.uniform(-10, 10)
+            back = 16 * 60 + off + rng.uniform(-10, 10)
+        elif shift.start < 11 * 60 + off:
+            brk = 12 * 60 + off + rng.uniform(-15, 35)
             back = brk + rng.uniform(40, 75)
         else:  # late shift: a short dinner break
-            brk = 16 * 60 + 30 + rng.uniform(-15, 20)
+            brk = 16 * 60 + 30 + off + rng.uniform(-15, 20)
             back = brk + rng.uniform(25, 45)
         return DayPlan(staff_id, index, day, posting, ((begin, brk), (back, end)), False)
