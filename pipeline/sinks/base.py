@@ -2,7 +2,9 @@
 
 :class:`MemorySink` has the semantics of :class:`pipeline.sinks.postgres.PostgresSink`
 (highest revision wins, every revision kept, verdicts kept before their
-alert, routing marks), so the worker's services are tested without a database.
+alert, routing marks, refused rows), so the worker's services are tested
+without a database; ``tests/integration/test_sink_twin.py`` checks that both
+give the same results.
 """
 
 from __future__ import annotations
@@ -147,6 +149,7 @@ class MemorySink:
         for key, f in self.feedback.get(alert_id, {}).items():
             if unrouted and key in self.routed:
                 continue
+            # Later decided_at wins; at the same time, the smaller analyst id.
             if best is None or (key[1], best[0][2]) > (best[0][1], key[2]):
                 best = (key, f)
         return None if best is None else best[1]
