@@ -6,7 +6,15 @@ cannot express (``schemas/README.md``, "Checks beyond the schema"):
 
 - an access's ``customer_id`` is null only for ``search_customers``;
 - an access happened in [2000-01-01, 2100-01-01) UTC;
-- ``timezone`` names a zone of the IANA database known to :mod:`zoneinfo`.
+- ``timezone`` names a zone of the IANA database known to :mod:`zoneinfo`;
+- ``record_count`` is a JSON integer (``3.0`` is refused).
+
+A few more checks keep the decoder to what the schemas say where msgspec
+alone would be laxer: the whole value must be UTF-8 (msgspec does not check
+the strings of fields it skips); a ``shift_start``/``shift_end`` may not end
+with a newline (Python's ``$`` matches before one; ECMA-262's does not); and a
+timestamp's offset must be written with its colon (msgspec also reads
+``+0800``; see :func:`_check_offsets`).
 
 Every failure raises :class:`DecodeError` with a ``code`` from
 :data:`ERROR_CODES` and a message naming the field. A ``DecodeError`` is a
@@ -21,8 +29,8 @@ import functools
 import hashlib
 import re
 import zoneinfo
-from datetime import UTC, datetime
-from typing import Any, Final, TypeVar, cast
+from datetime import UTC, datetime, tzinfo
+from typing import Any, Final, Literal, TypeVar, cast
 
 import msgspec
 
@@ -54,15 +62,22 @@ ERROR_CODES: Final = (
     "invalid_value",
     "tombstone",
 )
-# A dead letter carries at most this many bytes of its original value (the
-# producer's limit is 1 MiB; base64 and JSON escaping can double the size).
+# A dead letter carries at most this many bytes of its original value, and of
+# its key, so that it fits the producer's 1 MiB limit: base64 adds a third, and
+# JSON escaping turns a control character into six bytes (``\u0001``), so text
+# is cut further where its JSON string would take more than ``_ESCAPED`` times
+# the cap (dead_letter).
 DEAD_LETTER_ORIGINAL_MAX: Final = 256 * 1024
+DEAD_LETTER_KEY_MAX: Final = 16 * 1024
+_ESCAPED: Final = 2
 
 _SNIPPET: Final = 64
+_DETAIL_MAX: Final = 200  # msgspec quotes the offending value; long ones are cut
 _AT = re.compile(r" - at `\$(?P<path>[^`]*)`$")
 _MISSING = re.compile(r"^Object missing required field `(?P<name>[^`]+)`")
 
 R = TypeVar("R")
+Encoding = Literal["utf-8", "base64"]
 
 
 class DecodeError(PoisonError):
@@ -78,6 +93,7 @@ class DecodeError(PoisonError):
 
 
 _DECODERS: dict[type, Any] = {}
+_ENCODER = msgspec.json.Encoder()
 
 
 def _decoder(cls: type[R]) -> msgspec.json.Decoder[R]:
@@ -92,6 +108,8 @@ def _classify(exc: msgspec.ValidationError) -> DecodeError:
     m = _AT.search(text)
     path = m.group("path").lstrip(".") if m else ""
     detail = text[: m.start()] if m else text
+    if len(detail) > _DETAIL_MAX:
+        detail = detail[:_DETAIL_MAX] + "..."
     missing = _MISSING.match(detail)
     if missing:
         name = f"{path}.{missing.group('name')}" if path else missing.group("name")
@@ -118,17 +136,19 @@ def _load(raw: bytes | None, cls: type[R]) -> R:
         raise DecodeError(
             "value_too_large", f"value is {len(raw)} bytes, more than {MAX_VALUE_BYTES}"
         )
+    if not raw.isascii():
+        # msgspec checks the UTF-8 of the strings it reads, not of the fields it skips.
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError as uexc:
+            raise DecodeError(
+                "not_utf8", f"value is not valid UTF-8 (bad byte at offset {uexc.start})"
+            ) from None
     try:
         return _decoder(cls).decode(raw)
     except msgspec.ValidationError as exc:
         raise _classify(exc) from None
     except msgspec.DecodeError as exc:
-        try:
-            bytes(raw).decode("utf-8")
-        except UnicodeDecodeError as uexc:
-            raise DecodeError(
-                "not_utf8", f"value is not valid UTF-8 (bad byte at offset {uexc.start})"
-            ) from None
         raise DecodeError("malformed_json", f"value is not valid JSON: {exc}") from None
 
 
@@ -146,6 +166,58 @@ def _snippet(value: str) -> str:
     return repr(value if len(value) <= _SNIPPET else value[:_SNIPPET] + "...")
 
 
+_OFFSET_TEXT: dict[tzinfo, bytes] = {}
+# A zero offset written as +0000 or -0000 at the end of a string (seconds and
+# an optional fraction before it).
+_UTC_NO_COLON = re.compile(rb'[0-9]:[0-5][0-9](?:\.[0-9]+)?[+-]0000"')
+
+
+def _offset_text(ts: datetime) -> bytes | None:
+    """``±HH:MM"`` of ``ts``'s offset (the end of its JSON string); None for UTC."""
+    tz = ts.tzinfo
+    if tz is UTC or tz is None:
+        return None
+    text = _OFFSET_TEXT.get(tz)
+    if text is None:
+        delta = ts.utcoffset()
+        seconds = 0 if delta is None else int(delta.total_seconds())
+        sign, seconds = ("-" if seconds < 0 else "+"), abs(seconds)
+        text = f'{sign}{seconds // 3600:02d}:{seconds % 3600 // 60:02d}"'.encode()
+        if len(_OFFSET_TEXT) < 4096:
+            _OFFSET_TEXT[tz] = text
+    return text
+
+
+def _check_offsets(raw: bytes | None, record: Any, *names: str) -> None:
+    """Refuse a timestamp whose offset is written ``±HHMM`` (msgspec reads it too).
+
+    msgspec keeps only the parsed value, so the text is looked for in ``raw``:
+    each non-zero offset must appear as ``±HH:MM"`` (the end of a string), as
+    often as the record's timestamps have it; for a zero offset no string may
+    end in ``SS±0000"``. Cheap (substring searches). A timestamp is wrongly
+    refused only if its offset is written with JSON escapes, or if it is zero
+    and another string of the record ends like a colon-less zero offset
+    (``12:30:00+0000``).
+    """
+    if raw is None:
+        return
+    wanted: dict[bytes, int] = {}
+    for name in names:
+        ts = getattr(record, name)
+        if ts is None:
+            continue
+        text = _offset_text(ts)
+        if text is None:
+            ok = b'0000"' not in raw or _UTC_NO_COLON.search(raw) is None
+        else:
+            n = wanted[text] = wanted.get(text, 0) + 1
+            ok = text in raw if n == 1 else raw.count(text) >= n
+        if not ok:
+            raise DecodeError(
+                "bad_timestamp", f"field {name!r}: the offset must be written +HH:MM", name
+            )
+
+
 # --- records -------------------------------------------------------------------
 
 
@@ -158,6 +230,14 @@ def decode_access_event(raw: bytes | None) -> AccessEvent:
             f"field 'customer_id' may be null only for search_customers, not {ev.action}",
             "customer_id",
         )
+    # _check_offsets, written out for the one timestamp of the hot path.
+    data = cast(bytes, raw)  # _load refused None
+    if ev.occurred_at.tzinfo is UTC:
+        colon = b'0000"' not in data or _UTC_NO_COLON.search(data) is None
+    else:
+        colon = (_offset_text(ev.occurred_at) or b"") in data
+    if not colon:
+        _check_offsets(data, ev, "occurred_at")  # raises, with the message
     at = ev.occurred_at.timestamp()
     if not FIRST_EVENT_TIME <= at < END_EVENT_TIME:
         raise DecodeError(
@@ -171,6 +251,13 @@ def decode_access_event(raw: bytes | None) -> AccessEvent:
 def decode_staff_record(raw: bytes | None) -> StaffRecord:
     """Decode one ``{prefix}staff-directory`` value; ``tombstone`` means deleted."""
     rec = _load(raw, StaffRecord)
+    _check_offsets(raw, rec, "effective_at")
+    for name in ("shift_start", "shift_end"):
+        value = getattr(rec, name)
+        if value is not None and value.endswith("\n"):
+            raise DecodeError(
+                "invalid_value", f"field {name!r} is not HH:MM: {_snippet(value)}", name
+            )
     if rec.timezone not in _zone_names():
         raise DecodeError(
             "invalid_value",
@@ -182,17 +269,23 @@ def decode_staff_record(raw: bytes | None) -> StaffRecord:
 
 def decode_assignment(raw: bytes | None) -> Assignment:
     """Decode one ``{prefix}staff-assignments`` value; ``tombstone`` means deleted."""
-    return _load(raw, Assignment)
+    rec = _load(raw, Assignment)
+    _check_offsets(raw, rec, "valid_from", "valid_to")
+    return rec
 
 
 def decode_customer_profile(raw: bytes | None) -> CustomerProfile:
     """Decode one ``{prefix}customer-profiles`` value; ``tombstone`` means deleted."""
-    return _load(raw, CustomerProfile)
+    rec = _load(raw, CustomerProfile)
+    _check_offsets(raw, rec, "updated_at")
+    return rec
 
 
 def decode_feedback(raw: bytes | None) -> AlertFeedback:
     """Decode one ``{prefix}alert-feedback`` value."""
-    return _load(raw, AlertFeedback)
+    rec = _load(raw, AlertFeedback)
+    _check_offsets(raw, rec, "decided_at")
+    return rec
 
 
 def decode_alert(raw: bytes | None) -> Alert:
@@ -203,11 +296,33 @@ def decode_alert(raw: bytes | None) -> Alert:
 # --- dead letters --------------------------------------------------------------
 
 
-def _text_or_base64(data: bytes) -> tuple[str, str]:
+def _carry(data: bytes, cap: int) -> tuple[str, Encoding, bool]:
+    """(``data`` as text, or base64 if not UTF-8; its encoding; whether it was cut).
+
+    At most ``cap`` bytes are kept; a cut that splits a character ends before
+    it, so UTF-8 stays text. Text whose JSON string would be longer than
+    ``_ESCAPED * cap`` bytes (control characters escape to six) is cut further.
+    """
+    cut = len(data) > cap
+    if cut:
+        data = data[:cap]
     try:
-        return data.decode("utf-8"), "utf-8"
-    except UnicodeDecodeError:
-        return base64.b64encode(data).decode("ascii"), "base64"
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if not (cut and exc.reason == "unexpected end of data" and exc.end == len(data)):
+            return base64.b64encode(data).decode("ascii"), "base64", cut
+        text = data[: exc.start].decode("utf-8")
+    budget = _ESCAPED * cap + 2  # the JSON string's quotes
+    if len(text) * 6 + 2 > budget and len(_ENCODER.encode(text)) > budget:
+        lo, hi = 0, len(text)  # the longest prefix whose JSON string fits
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if len(_ENCODER.encode(text[:mid])) <= budget:
+                lo = mid
+            else:
+                hi = mid - 1
+        text, cut = text[:lo], True
+    return text, "utf-8", cut
 
 
 def dead_letter(
@@ -223,44 +338,34 @@ def dead_letter(
 
     ``original`` holds the value as text when it is valid UTF-8, else base64;
     a null value gives ``""`` (code ``tombstone``). A value longer than
-    :data:`DEAD_LETTER_ORIGINAL_MAX` bytes is cut to that many, with
-    ``truncated``, ``original_bytes`` and ``original_sha256`` set, so that a
-    dead letter always fits the producer's size limit. A key longer than that
-    is cut the same way (its digest is not kept).
+    :data:`DEAD_LETTER_ORIGINAL_MAX` bytes is cut to at most that many (ending
+    on a whole character), and text whose JSON string would take more than
+    twice that (control characters) is cut further; a cut sets ``truncated``,
+    ``original_bytes`` and ``original_sha256``, so that a dead letter always
+    fits the producer's size limit. The key is cut the same way at
+    :data:`DEAD_LETTER_KEY_MAX` bytes (its digest is not kept).
     """
-    truncated = False
-    size = digest = None
     data = b"" if raw is None else bytes(raw)
-    if len(data) > DEAD_LETTER_ORIGINAL_MAX:
-        truncated, size = True, len(data)
-        digest = hashlib.sha256(data).hexdigest()
-        data = data[:DEAD_LETTER_ORIGINAL_MAX]
-    original, encoding = _text_or_base64(data) if data else ("", "utf-8")
-    if truncated and encoding == "utf-8":
-        # a cut may split a character; re-check as text
-        original, encoding = _text_or_base64(data)
+    original, encoding, truncated = _carry(data, DEAD_LETTER_ORIGINAL_MAX)
     key_text: str | None = None
-    key_encoding: str | None = None
+    key_encoding: Encoding | None = None
     if key is not None:
-        key_text, key_encoding = _text_or_base64(bytes(key)[:DEAD_LETTER_ORIGINAL_MAX])
+        key_text, key_encoding, _ = _carry(bytes(key), DEAD_LETTER_KEY_MAX)
     message = error.message if len(error.message) <= 1000 else error.message[:1000] + "..."
     return DeadLetter(
         original=original,
-        encoding=encoding,  # type: ignore[arg-type]
+        encoding=encoding,
         key=key_text,
-        key_encoding=key_encoding,  # type: ignore[arg-type]
+        key_encoding=key_encoding,
         topic=topic,
         partition=max(0, partition),
         offset=max(0, offset),
         error=ErrorInfo(error.code, message),
         received_at=datetime.fromtimestamp(received_at, UTC),
         truncated=truncated,
-        original_bytes=size,
-        original_sha256=digest,
+        original_bytes=len(data) if truncated else None,
+        original_sha256=hashlib.sha256(data).hexdigest() if truncated else None,
     )
-
-
-_ENCODER = msgspec.json.Encoder()
 
 
 def encode(record: Any) -> bytes:

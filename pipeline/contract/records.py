@@ -341,7 +341,9 @@ class DeadLetter(Struct, frozen=True, gc=False, omit_defaults=True):
     key_encoding: Annotated[Literal["utf-8", "base64"] | None, _d("How key is encoded.")] = None
     # Set when the original was too large to carry whole: its first bytes are in
     # ``original``; the size and digest identify the whole value.
-    truncated: Annotated[bool, _d("original holds only the first 256 KiB of the value.")] = False
+    truncated: Annotated[
+        bool, _d("original holds only the start of the value (at most 256 KiB).")
+    ] = False
     original_bytes: Annotated[int | None, _d("Size of the whole value, when truncated.")] = None
     original_sha256: Annotated[
         str | None, _d("SHA-256 (hex) of the whole value, when truncated.")

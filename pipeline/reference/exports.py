@@ -24,8 +24,9 @@ CSV conventions (the header row names the contract's fields):
   caller opens the file with ``errors="surrogateescape"``).
 
 JSONL: one JSON object per line, taken byte for byte (blank lines skipped); the
-decoder's rules apply unchanged, so e.g. ``"shift_start": null`` is refused
-just as the worker would refuse it.
+decoder's rules apply unchanged, so e.g. ``"related_staff_ids": null`` or
+``"timezone": null`` is refused just as the worker would refuse it (while
+``"shift_start": null``, an unknown shift, is accepted).
 """
 
 from __future__ import annotations

@@ -1,12 +1,14 @@
 # mypy: disable-error-code="import-untyped"
-"""Property: the decoder accepts exactly what the JSON Schema accepts.
+"""Property: the decoder accepts exactly what the generated JSON Schema accepts.
 
 For each input record type, hypothesis builds JSON objects from valid values and
 applies a few mutations (missing fields, wrong types, bad enums, impossible or
-offset-less timestamps, over-long strings, null ``customer_id`` with other actions,
-unknown extra fields). The oracle is the schema (validated with ECMA-262 regex
-semantics, as JSON Schema specifies) plus the decoder's documented extra checks
-(``schemas/README.md``, "Checks beyond the schema"), written here independently.
+offset-less timestamps, strings and lists one past their bounds, null
+``customer_id`` with other actions, unknown extra fields). The oracle is the
+schema (validated with ECMA-262 regex semantics, as JSON Schema specifies) plus
+the decoder's documented extra checks (``schemas/README.md``, "Checks beyond
+the schema", and how a timestamp is read), written here independently of the
+decoder: exact integer arithmetic instead of datetimes.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -66,30 +68,37 @@ _TS_PARTS = re.compile(
     r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt ]([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]+))?"
     r"(?:[Zz]|([+-])([0-9]{2}):([0-9]{2}))"
 )
-_FIRST = -62135596800.0  # 0001-01-01T00:00:00Z
-_END = 253402300800.0  # 10000-01-01T00:00:00Z
+_US = 1_000_000
+_YEAR_10000 = (calendar.timegm((9999, 12, 31, 0, 0, 0)) + 86400) * _US
+# An access happens in [2000-01-01T00:00Z, 2100-01-01T00:00Z) (extra check 2).
+ACCESS_FIRST = calendar.timegm((2000, 1, 1, 0, 0, 0)) * _US
+ACCESS_END = calendar.timegm((2100, 1, 1, 0, 0, 0)) * _US
 ZONES = frozenset(zoneinfo.available_timezones())
 
 
-def real_instant(text: str) -> bool:
-    """Extra check 1: a real calendar date and time, offset < 24h, and the instant as
-    UTC epoch seconds in a float (microseconds truncated) in [0001-01-01Z, 10000-01-01Z)."""
+def instant_us(text: str) -> int | None:
+    """Extra check 1 and how a timestamp is read: a real calendar date and time with
+    an offset under 24 h, the fraction rounded to the microsecond (a half up), and
+    the local time still in the years 0001-9999. Returns UTC epoch microseconds, or
+    None when the text names no instant."""
     m = _TS_PARTS.fullmatch(text)
     if m is None:
-        return False
+        return None
     year, month, day, hour, minute, second = (int(g) for g in m.groups()[:6])
     if not (year >= 1 and 1 <= month <= 12 and hour <= 23 and minute <= 59 and second <= 59):
-        return False
+        return None
     if not 1 <= day <= calendar.monthrange(year, month)[1]:
-        return False
-    micros = int(((m.group(7) or "") + "000000")[:6])
+        return None
+    digits = m.group(7) or ""
+    micros = int((digits + "000000")[:6]) + (1 if digits[6:7] >= "5" else 0)
     sign, off_h, off_m = m.group(8), int(m.group(9) or 0), int(m.group(10) or 0)
     if off_h > 23 or off_m > 59:
-        return False
+        return None
+    local = calendar.timegm((year, month, day, hour, minute, second)) * _US + micros
+    if local >= _YEAR_10000:
+        return None
     offset = (off_h * 3600 + off_m * 60) * (-1 if sign == "-" else 1)
-    utc = calendar.timegm((year, month, day, hour, minute, second)) - offset
-    # int / int is correctly rounded, as is datetime.timestamp().
-    return _FIRST <= (utc * 1_000_000 + micros) / 1_000_000 < _END
+    return local - offset * _US
 
 
 @dataclass(frozen=True)
@@ -107,10 +116,19 @@ class Spec:
         if not self.validator().is_valid(obj):
             return False
         for name in self.timestamps:
-            if isinstance(obj.get(name), str) and not real_instant(obj[name]):
+            if isinstance(obj.get(name), str) and instant_us(obj[name]) is None:
                 return False
-        tz = obj.get("timezone") if self.schema == "staff-record" else None
-        return tz is None or tz in ZONES
+        if self.schema == "access-event":
+            at = instant_us(obj["occurred_at"])
+            assert at is not None
+            if not ACCESS_FIRST <= at < ACCESS_END:
+                return False
+            # Extra check 4: a JSON integer, not 3.0 (json.loads keeps the distinction).
+            if isinstance(obj.get("record_count"), float):
+                return False
+        if self.schema == "staff-record":
+            return obj.get("timezone", "Asia/Shanghai") in ZONES  # extra check 3
+        return True
 
     def accepts(self, raw: bytes) -> bool:
         try:
@@ -156,39 +174,44 @@ wrong_types = st.one_of(
     st.just({"a": 1}),
 )
 
+Pair = tuple[st.SearchStrategy[Any], st.SearchStrategy[Any]]
 
-def ids(max_len: int | None) -> tuple[st.SearchStrategy[Any], st.SearchStrategy[Any]]:
-    top = max_len or 80
-    good = st.text(min_size=1, max_size=top) | st.sampled_from(["S1", "x" * top])
-    bad_strings = ["", " " * 0] + ([] if max_len is None else ["x" * (max_len + 1)])
-    bad = st.sampled_from(bad_strings) | wrong_types
-    if max_len is not None:
-        bad = bad | st.text(min_size=max_len + 1, max_size=max_len + 20)
+
+def ids(max_len: int) -> Pair:
+    """Non-empty strings of at most ``max_len`` characters (exactly that many often)."""
+    good = st.text(min_size=1, max_size=min(max_len, 80)) | st.sampled_from(["S1", "x" * max_len])
+    bad = (
+        st.sampled_from(["", "x" * (max_len + 1), "中" * (max_len + 1)])
+        | st.text(min_size=max_len + 1, max_size=max_len + 20)
+        | wrong_types
+    )
     return good, bad
 
 
-def nullable_text() -> tuple[st.SearchStrategy[Any], st.SearchStrategy[Any]]:
-    return st.none() | st.text(max_size=20), wrong_types.filter(lambda v: v is not None)
+def nullable_text(max_len: int) -> Pair:
+    """Optional strings: null, empty (means none) or at most ``max_len`` characters."""
+    good = st.none() | st.text(max_size=20) | st.just("x" * max_len)
+    bad = st.just("x" * (max_len + 1)) | wrong_types.filter(lambda v: v is not None)
+    return good, bad
 
 
-def enum(
-    values: frozenset[str] | tuple[str, ...],
-) -> tuple[st.SearchStrategy[Any], st.SearchStrategy[Any]]:
-    ordered = sorted(values)
+def enum(literal: Any) -> Pair:
+    """A Literal's values, and near misses."""
+    ordered = sorted(get_args(literal))
     near_misses = [v.upper() for v in ordered[:2]] + [ordered[0] + " ", "", "unknown"]
     return st.sampled_from(ordered), st.sampled_from(near_misses) | wrong_types
 
 
 @st.composite
-def good_timestamps(draw: st.DrawFn) -> str:
-    moment = draw(st.datetimes(min_value=datetime(1900, 1, 1), max_value=datetime(2200, 1, 1)))
+def good_timestamps(draw: st.DrawFn, lo: int = 1900, hi: int = 2200) -> str:
+    moment = draw(st.datetimes(min_value=datetime(lo, 1, 1), max_value=datetime(hi, 1, 1)))
     minutes = draw(st.integers(min_value=-23 * 60 - 59, max_value=23 * 60 + 59))
     aware = moment.replace(tzinfo=UTC if minutes == 0 else timezone(timedelta(minutes=minutes)))
     sep = draw(st.sampled_from("Tt "))
     text = aware.strftime(f"%Y-%m-%d{sep}%H:%M:%S")
     digits = draw(st.integers(min_value=0, max_value=9))
     if digits:
-        text += "." + f"{moment.microsecond:06d}{draw(st.integers(0, 999))}"[:digits]
+        text += "." + f"{moment.microsecond:06d}{draw(st.integers(0, 999)):03d}"[:digits]
     if minutes == 0 and draw(st.booleans()):
         return text + draw(st.sampled_from("Zz"))
     sign = "-" if minutes < 0 else "+"
@@ -198,21 +221,41 @@ def good_timestamps(draw: st.DrawFn) -> str:
 EDGE_TIMESTAMPS = [
     "0001-01-01T00:00:00Z",
     "0001-01-01T00:00:00-01:00",
-    "0001-01-01T00:00:00+00:01",  # before year 1 in UTC
+    "0001-01-01T00:00:00+00:01",  # before year 1 in UTC, but a real local time
     "9999-12-31T23:59:59Z",
     "9999-12-31T23:59:59.999999+00:00",
-    "9999-12-31T23:59:59-00:01",  # after year 9999 in UTC
+    "9999-12-31T23:59:59.9999994Z",  # rounds down
+    "9999-12-31T23:59:59.9999995Z",  # rounds up into year 10000: refused
+    "9999-12-31T23:59:59-00:01",  # after year 9999 in UTC, but a real local time
     "2024-02-29T12:00:00Z",
+    "2026-03-02T09:30:00.0000005+08:00",
+    "2026-03-02T09:30:00.99999999999999999999+08:00",
+    # the access range, at its edges
+    "1999-12-31T23:59:59.999999Z",
+    "1999-12-31T23:59:59.9999995Z",  # rounds up to 2000-01-01T00:00:00Z
+    "2000-01-01T00:00:00Z",
+    "2000-01-01T07:59:59+08:00",
+    "2000-01-01T08:00:00+08:00",
+    "2099-12-31T23:59:59.999999Z",
+    "2099-12-31T23:59:59.9999995Z",  # rounds up to 2100
+    "2099-12-31T19:00:00-05:00",
+    "2100-01-01T00:00:00Z",
+    "2100-01-01T07:59:59+08:00",
 ]
 BAD_TIMESTAMPS = [
     "2026-03-02T09:30:00",
     "2026-03-02",
     "2026-03-02T09:30Z",
     "2026-03-02T09:30:00+0800",
+    "2026-03-02T09:30:00.5-0530",
+    "2026-03-02T09:30:00+0000",
+    "2026-03-02T09:30:00-0000",
+    "2026-03-02T09:30:00+08",
     "2026-03-02T09:30:00 +08:00",
     "2026-03-02T09:30:00Z\n",
     " 2026-03-02T09:30:00Z",
     "2026-03-02T09:30:00.Z",
+    "2026-03-02T09:30:00,5Z",
     "2025-02-29T00:00:00Z",
     "2026-04-31T00:00:00Z",
     "2026-13-01T00:00:00Z",
@@ -229,37 +272,40 @@ BAD_TIMESTAMPS = [
 ]
 
 
-def timestamps() -> tuple[st.SearchStrategy[Any], st.SearchStrategy[Any]]:
-    good = good_timestamps() | st.sampled_from(EDGE_TIMESTAMPS)
+def timestamps(lo: int = 1900, hi: int = 2200) -> Pair:
+    good = good_timestamps(lo, hi) | st.sampled_from(EDGE_TIMESTAMPS)
     bad = st.sampled_from(BAD_TIMESTAMPS) | wrong_types | st.integers(0, 2**40)
     return good, bad
 
 
-def nullable_timestamps() -> tuple[st.SearchStrategy[Any], st.SearchStrategy[Any]]:
+def nullable_timestamps() -> Pair:
     good, bad = timestamps()
     return good | st.none(), bad.filter(lambda v: v is not None)
 
 
-def counts() -> tuple[st.SearchStrategy[Any], st.SearchStrategy[Any]]:
-    good = st.integers(min_value=0, max_value=2**70) | st.sampled_from([0, 1, 3.0, 1e20, -0.0])
-    bad = st.integers(max_value=-1, min_value=-(2**70)) | st.sampled_from(
-        [1.5, -1.0, True, False, "3", None, [1]]
-    )
-    return good, bad
-
-
-def shift_times() -> tuple[st.SearchStrategy[Any], st.SearchStrategy[Any]]:
-    good = st.builds(lambda h, m: f"{h:02d}:{m:02d}", st.integers(0, 23), st.integers(0, 59))
+def counts() -> Pair:
+    top = records.MAX_RECORD_COUNT
+    good = st.integers(min_value=0, max_value=top) | st.sampled_from([0, 1, top])
     bad = (
-        st.sampled_from(
-            ["24:00", "23:60", "8:30", "08:30:00", "0830", "08:30\n", " 08:30", "", "٠٨:٣٠"]
-        )
-        | wrong_types
+        st.integers(max_value=-1, min_value=-(2**70))
+        | st.integers(min_value=top + 1, max_value=2**70)
+        | st.sampled_from([3.0, -0.0, 1e20, 1.5, -1.0, True, False, "3", None, [1]])
     )
     return good, bad
 
 
-def zones() -> tuple[st.SearchStrategy[Any], st.SearchStrategy[Any]]:
+def shift_times() -> Pair:
+    good = (
+        st.builds(lambda h, m: f"{h:02d}:{m:02d}", st.integers(0, 23), st.integers(0, 59))
+        | st.none()
+    )
+    bad = st.sampled_from(
+        ["24:00", "23:60", "8:30", "08:30:00", "0830", "08:30\n", " 08:30", "", "٠٨:٣٠"]
+    ) | wrong_types.filter(lambda v: v is not None)
+    return good, bad
+
+
+def zones() -> Pair:
     good = st.sampled_from(sorted(ZONES))
     bad = (
         st.sampled_from(
@@ -271,8 +317,10 @@ def zones() -> tuple[st.SearchStrategy[Any], st.SearchStrategy[Any]]:
                 "America",
                 "../etc/passwd",
                 "/etc/localtime",
+                "posixrules",
                 "",
                 "UTC+8",
+                "x" * 65,
             ]
         )
         | wrong_types
@@ -280,11 +328,19 @@ def zones() -> tuple[st.SearchStrategy[Any], st.SearchStrategy[Any]]:
     return good, bad
 
 
-def staff_id_lists() -> tuple[st.SearchStrategy[Any], st.SearchStrategy[Any]]:
-    good_id, bad_id = ids(64)
-    good = st.lists(good_id, max_size=4)
+def staff_id_lists() -> Pair:
+    good_id, bad_id = ids(records.ID_MAX)
+    most = records.MAX_RELATED_STAFF
+    good = st.lists(good_id, max_size=4) | st.just([f"S{i}" for i in range(most)])
     bad: st.SearchStrategy[Any] = st.lists(good_id | bad_id, min_size=1, max_size=4)
-    bad |= st.sampled_from(["S1", None, {}])
+    bad |= st.sampled_from(["S1", None, {}, [f"S{i}" for i in range(most + 1)]])
+    return good, bad
+
+
+def comments() -> Pair:
+    top = records.COMMENT_MAX
+    good = st.text(max_size=40) | st.just("x" * top)
+    bad = st.just("x" * (top + 1)) | wrong_types
     return good, bad
 
 
@@ -294,20 +350,21 @@ SPECS = {
         decode_access_event,
         ("occurred_at",),
         {
-            "event_id": ids(128),
-            "occurred_at": timestamps(),
-            "staff_id": ids(64),
+            "event_id": ids(records.EVENT_ID_MAX),
+            # Mostly inside the access range, so that both sides are exercised.
+            "occurred_at": timestamps(1995, 2105),
+            "staff_id": ids(records.ID_MAX),
             # Null customer ids often meet actions other than search_customers here.
-            "customer_id": (ids(64)[0] | st.none(), ids(64)[1]),
-            "action": enum(records.ACTIONS),
-            "channel": enum(records.CHANNELS),
-            "branch_id": ids(None),
-            "terminal_id": nullable_text(),
-            "source_ip": nullable_text(),
-            "session_id": nullable_text(),
-            "authorization_ref": nullable_text(),
+            "customer_id": (ids(records.ID_MAX)[0] | st.none(), ids(records.ID_MAX)[1]),
+            "action": enum(records.Action),
+            "channel": enum(records.Channel),
+            "branch_id": ids(records.ID_MAX),
+            "terminal_id": nullable_text(records.TEXT_MAX),
+            "source_ip": nullable_text(64),
+            "session_id": nullable_text(records.TEXT_MAX),
+            "authorization_ref": nullable_text(records.TEXT_MAX),
             "record_count": counts(),
-            "outcome": enum(records.OUTCOMES),
+            "outcome": enum(records.Outcome),
         },
         frozenset(
             ["event_id", "occurred_at", "staff_id", "customer_id", "action", "channel", "branch_id"]
@@ -318,10 +375,10 @@ SPECS = {
         decode_staff_record,
         ("effective_at",),
         {
-            "staff_id": ids(64),
-            "branch_id": ids(None),
-            "role": enum(records.ROLES),
-            "status": enum(records.STAFF_STATUSES),
+            "staff_id": ids(records.ID_MAX),
+            "branch_id": ids(records.ID_MAX),
+            "role": enum(records.Role),
+            "status": enum(records.StaffStatus),
             "effective_at": timestamps(),
             "shift_start": shift_times(),
             "shift_end": shift_times(),
@@ -334,12 +391,12 @@ SPECS = {
         decode_assignment,
         ("valid_from", "valid_to"),
         {
-            "staff_id": ids(64),
-            "customer_id": ids(64),
-            "relation": enum(records.RELATIONS),
+            "staff_id": ids(records.ID_MAX),
+            "customer_id": ids(records.ID_MAX),
+            "relation": enum(records.Relation),
             "valid_from": timestamps(),
             "valid_to": nullable_timestamps(),
-            "op": enum(records.ASSIGNMENT_OPS),
+            "op": enum(records.AssignmentOp),
         },
         frozenset(["staff_id", "customer_id", "relation", "valid_from", "valid_to"]),
     ),
@@ -348,10 +405,10 @@ SPECS = {
         decode_customer_profile,
         ("updated_at",),
         {
-            "customer_id": ids(64),
-            "home_branch_id": ids(None),
-            "segment": enum(records.SEGMENTS),
-            "sensitivity": enum(records.SENSITIVITIES),
+            "customer_id": ids(records.ID_MAX),
+            "home_branch_id": ids(records.ID_MAX),
+            "segment": enum(records.Segment),
+            "sensitivity": enum(records.Sensitivity),
             "related_staff_ids": staff_id_lists(),
             "updated_at": timestamps(),
         },
@@ -371,14 +428,21 @@ SPECS = {
         decode_feedback,
         ("decided_at",),
         {
-            "alert_id": ids(None),
-            "verdict": enum(records.VERDICTS),
-            "analyst_id": ids(None),
-            "comment": (st.text(max_size=40), wrong_types),
+            "alert_id": ids(records.EVENT_ID_MAX),
+            "verdict": enum(records.Verdict),
+            "analyst_id": ids(records.TEXT_MAX),
+            "comment": comments(),
             "decided_at": timestamps(),
         },
         frozenset(["alert_id", "verdict", "analyst_id", "decided_at"]),
     ),
+}
+
+
+# One valid object per record (the examples' "minimal" ones), for the table tests.
+VALID: dict[str, dict[str, Any]] = {
+    record: json.loads((SCHEMAS / "examples" / record / "valid" / "minimal.json").read_text())
+    for record in SPECS
 }
 
 
@@ -443,6 +507,16 @@ def test_non_objects_are_rejected_by_both(record: str, value: Any) -> None:
     assert check(SPECS[record], to_bytes(value)) is False
 
 
+@pytest.mark.parametrize("record", sorted(SPECS))
+@pytest.mark.parametrize("text", EDGE_TIMESTAMPS + BAD_TIMESTAMPS)
+def test_every_listed_timestamp_in_every_timestamp_field(record: str, text: str) -> None:
+    """The edge and bad timestamps, each in each timestamp field of a valid record."""
+    spec = SPECS[record]
+    base = VALID[record]
+    for name in spec.timestamps:
+        check(spec, to_bytes({**base, name: text}))
+
+
 def _examples(kind: str) -> list[Any]:
     return [
         pytest.param(record, path, id=f"{record}/{kind}/{path.stem}")
@@ -458,18 +532,32 @@ def test_schema_examples_agree_with_decoder(record: str, path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("text", "real"),
+    ("text", "expected"),
     [
-        ("2024-02-29T00:00:00Z", True),
-        ("2023-02-29T00:00:00Z", False),
-        ("2026-03-02T09:30:00+05:60", False),
-        ("0001-01-01T00:00:00-00:01", True),
-        ("0001-01-01T00:00:00+00:01", False),
-        ("9999-12-31T23:59:59.9+00:00", True),
-        ("9999-12-31T23:59:59.99999+00:00", False),  # rounds to 10000-01-01 as a float
-        ("0001-01-01T00:00:59.9999999+00:01", True),  # rounds up to 0001-01-01 as a float
-        ("9999-12-31T23:59:59-00:01", False),
+        ("2024-02-29T00:00:00Z", "2024-02-29T00:00:00+00:00"),
+        ("2023-02-29T00:00:00Z", None),
+        ("2026-03-02T09:30:00+05:60", None),
+        ("2026-03-02T09:30:00+0800", None),
+        ("2026-03-02T09:30:00.25+08:00", "2026-03-02T01:30:00.250000+00:00"),
+        ("0001-01-01T00:00:00-00:01", "0001-01-01T00:01:00+00:00"),
+        ("9999-12-31T23:59:59.9999994+00:00", "9999-12-31T23:59:59.999999+00:00"),
+        ("9999-12-31T23:59:59.9999995+00:00", None),  # rounds into year 10000
+        ("2026-03-02T01:30:00.0000015Z", "2026-03-02T01:30:00.000002+00:00"),
+        ("2026-03-02T01:30:00.00000149Z", "2026-03-02T01:30:00.000001+00:00"),
+        ("1999-12-31T23:59:59.9999995Z", "2000-01-01T00:00:00+00:00"),
     ],
 )
-def test_oracle_extra_check_itself(text: str, real: bool) -> None:
-    assert real_instant(text) is real
+def test_oracle_extra_check_itself(text: str, expected: str | None) -> None:
+    got = instant_us(text)
+    if expected is None:
+        assert got is None
+    else:
+        want = datetime.fromisoformat(expected)
+        assert got == (want - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+
+
+def test_oracle_access_range_edges() -> None:
+    assert instant_us("2000-01-01T00:00:00Z") == ACCESS_FIRST
+    assert instant_us("2100-01-01T00:00:00Z") == ACCESS_END
+    assert records.FIRST_EVENT_TIME * _US == ACCESS_FIRST
+    assert records.END_EVENT_TIME * _US == ACCESS_END

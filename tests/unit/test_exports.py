@@ -178,7 +178,7 @@ def test_profile_csv_related_staff_ids_split_on_semicolons() -> None:
     )
     first, second = accepted(csv_results(text, "profiles"))
     assert first.key == b"C1" and second.key == b"C2"
-    assert decode_customer_profile(first.value).related_staff_ids == ("S1", "S2")
+    assert decode_customer_profile(first.value).related_staff_ids == ["S1", "S2"]
     assert orjson.loads(second.value)["related_staff_ids"] == []
 
 
@@ -296,7 +296,8 @@ def test_jsonl_nulls_follow_the_decoder_rules() -> None:
         "status": "active",
         "effective_at": "2026-01-01T00:00:00Z",
     }
-    null_shift = orjson.dumps({**base, "shift_start": None})
+    null_shift = orjson.dumps({**base, "shift_start": None})  # null: the shift is unknown
+    null_timezone = orjson.dumps({**base, "timezone": None})
     no_valid_to = orjson.dumps(
         {
             "staff_id": "S1",
@@ -305,14 +306,27 @@ def test_jsonl_nulls_follow_the_decoder_rules() -> None:
             "valid_from": base["effective_at"],
         }
     )
-    (shift,) = jsonl_results(null_shift, "staff")
-    (valid_to,) = jsonl_results(no_valid_to, "assignments")
-    assert isinstance(shift, Rejected) and (shift.code, shift.field) == (
-        "wrong_type",
-        "shift_start",
+    null_related = orjson.dumps(
+        {
+            "customer_id": "C1",
+            "home_branch_id": "BR1",
+            "segment": "retail",
+            "sensitivity": "normal",
+            "related_staff_ids": None,
+            "updated_at": base["effective_at"],
+        }
     )
+    (shift,) = jsonl_results(null_shift, "staff")
+    assert isinstance(shift, Accepted) and shift.value == null_shift
+    assert decode_staff_record(shift.value).shift_start is None
+    (zone,) = jsonl_results(null_timezone, "staff")
+    assert isinstance(zone, Rejected) and (zone.code, zone.field) == ("wrong_type", "timezone")
+    (valid_to,) = jsonl_results(no_valid_to, "assignments")
     assert isinstance(valid_to, Rejected)
     assert (valid_to.code, valid_to.field) == ("missing_field", "valid_to")
+    (related,) = jsonl_results(null_related, "profiles")
+    assert isinstance(related, Rejected)
+    assert (related.code, related.field) == ("wrong_type", "related_staff_ids")
 
 
 def test_jsonl_rejects_with_line_numbers() -> None:
