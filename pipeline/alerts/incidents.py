@@ -5,10 +5,9 @@ Pure and synchronous. :class:`Risk` is part of the per-employee state
 
 **Risk.** Two accumulators of the weighted evidence (``pipeline.detect``):
 ``fast`` decays with a half-life of ``fast_half_life_s`` (what happens within
-a session); ``slow`` is a daily CUSUM of the soft, volume and model evidence:
-each bank day's total beyond ``slow_drift`` (what an ordinary day brings) is
-carried into the next days with a half-life of ``slow_half_life_days``
-(low-and-slow misuse). Risk, on a 0-100+ scale, is
+a session); ``slow`` is the employee's weekly evidence, computed by the behaviour
+(how improbable each soft code's count over the last seven active days is):
+what is spread over days (low-and-slow misuse). Risk, on a 0-100+ scale, is
 ``50 x max(fast / fast_open, slow / slow_open)``: an incident opens at 50.
 
 **Incidents.** Crossing ``open_at`` opens an incident that takes along the
@@ -38,7 +37,7 @@ from msgspec import Struct, field
 
 from pipeline.alerts.ids import Pseudonymizer, alert_id_for
 from pipeline.contract.records import MAX_EVENT_IDS, Alert, ModelInfo, Reason, Role, Severity
-from pipeline.detect.catalogue import CATALOGUE, POLICY_CODES
+from pipeline.detect.catalogue import CATALOGUE
 from pipeline.detect.signals import Signal
 from pipeline.reference.state import Enriched
 
@@ -48,6 +47,7 @@ MAX_PENDING: Final = 20
 MAX_FRESH: Final = 100  # evidence accesses held for the evidence store between revisions
 MAX_EVIDENCE: Final = MAX_EVENT_IDS  # evidence accesses stored per incident in all
 RECENTLY_CLOSED_IDS: Final = 100
+HIGH_POLICY: Final = 60.0  # policy points that make an alert "high" (one full violation)
 EXTREME_VOLUME: Final = 100.0  # risk points of volume evidence that make it "high" on its own
 
 
@@ -55,9 +55,8 @@ EXTREME_VOLUME: Final = 100.0  # risk points of volume evidence that make it "hi
 class RiskConfig:
     fast_half_life_s: float = 2 * 3600.0
     fast_open: float = 50.0
-    slow_half_life_days: float = 3.0
-    slow_open: float = 40.0
-    slow_drift: float = 12.0
+    slow_open: float = 25.0
+    pending_horizon_s: float = 8 * 86400.0  # evidence kept for an incident to open with
     open_at: float = 50.0
     close_below: float = 10.0
     quiet_close_s: float = 2 * 86400.0  # an incident without new evidence this long has ended
@@ -146,8 +145,7 @@ class Incident(Struct, gc=False):
 
 class Risk(Struct, gc=False):
     fast: float = 0.0
-    carry: float = 0.0  # slow accumulator carried from earlier days
-    today: float = 0.0  # soft, volume and model evidence of the current bank day
+    slow: float = 0.0  # the weekly evidence at the last access
     day: int = -1
     at: float = 0.0
     incident: Incident | None = None
@@ -173,8 +171,10 @@ def severity(inc: Incident, cfg: RiskConfig) -> Severity:
             policy += slot.weight
         elif family == "volume":
             volume += slot.weight
-    if policy > 0.0:
+    if policy >= HIGH_POLICY:
         return "critical" if risk >= 100.0 and (volume > 0.0 or policy >= 120.0) else "high"
+    if policy > 0.0:
+        return "medium"
     if volume >= EXTREME_VOLUME and risk >= 80.0:
         return "high"
     return "medium" if risk >= 65.0 else "low"
@@ -194,23 +194,17 @@ class IncidentTracker:
     # -- accumulators -------------------------------------------------------
     def advance(self, st: Risk, at: float, day: int) -> None:
         """Decay to event time ``at`` (bank day ``day``); late events change nothing."""
-        cfg = self.config
         if at > st.at:
             if st.fast:
-                st.fast *= 0.5 ** ((at - st.at) / cfg.fast_half_life_s)
+                st.fast *= 0.5 ** ((at - st.at) / self.config.fast_half_life_s)
             st.at = at
         if day > st.day:
-            if st.day >= 0:
-                carried = st.carry + max(0.0, st.today - cfg.slow_drift)
-                st.carry = carried * 0.5 ** ((day - st.day) / cfg.slow_half_life_days)
-                if st.carry < 0.01:
-                    st.carry = 0.0
-            st.today = 0.0
+            if st.day >= 0 and day > st.day + 7:
+                st.slow = 0.0  # nothing of the last week is left
             st.day = day
 
     def current(self, st: Risk) -> float:
-        cfg = self.config
-        return cfg.risk(st.fast, st.carry + max(0.0, st.today - cfg.slow_drift))
+        return self.config.risk(st.fast, st.slow)
 
     @staticmethod
     def _seen(st: Risk, event_id: str) -> bool:
@@ -228,11 +222,15 @@ class IncidentTracker:
         day: int,
         now: float,
         model: ModelInfo | None = None,
+        slow: float | None = None,
     ) -> list[Emitted]:
         """Fold one access's weighted signals in; return the revisions to emit (a closing
-        revision of an ended incident, and/or a revision of the open one)."""
+        revision of an ended incident, and/or a revision of the open one). ``slow`` is the
+        employee's weekly evidence now (None: unchanged)."""
         out: list[Emitted] = []
         self.advance(st, e.at, day)
+        if slow is not None:
+            st.slow = slow
         closing = self.close_if_ended(st, staff_id, now)
         if closing is not None:
             out.append(closing)
@@ -248,19 +246,17 @@ class IncidentTracker:
             ev.branch_id,
             ev.record_count,
             ev.outcome,
-            [SignalRec(s.code, s.weight, s.summary) for s in signals],
+            [SignalRec(s.code, s.weight + s.slow, s.summary) for s in signals],
         )
         added = 0.0
         for s in signals:
-            added += s.weight
-            if s.code not in POLICY_CODES:
-                st.today += s.weight
-        st.fast += added
+            added += s.weight + s.slow
+            st.fast += s.weight
         cfg = self.config
         risk = self.current(st)
         inc = st.incident
         if inc is None:
-            horizon = e.at - 2 * 86400.0 * cfg.slow_half_life_days
+            horizon = e.at - cfg.pending_horizon_s
             pending = [p for p in st.pending if p.at >= horizon][-(MAX_PENDING - 1) :]
             pending.append(evidence)
             st.pending = pending
@@ -303,7 +299,7 @@ class IncidentTracker:
             return None
         st.closed_ids = inc.event_ids[-RECENTLY_CLOSED_IDS:]
         st.incident = None
-        st.fast = st.carry = st.today = 0.0
+        st.fast = st.slow = 0.0
         return self._emit(staff_id, inc, now, "closed")
 
     def _should_emit(self, inc: Incident, at: float) -> bool:

@@ -49,6 +49,7 @@ from pipeline.detect.behaviour import (
     PEAK,
     groups_of,
     model_due,
+    model_evidence,
     observe,
     sample_hash,
     window_features,
@@ -404,8 +405,11 @@ class Core:
             model = self.models.model(view, e.role)
             if model is not None:
                 result = model.score(window_features(b), b.feature_means or None)
+                weight = 0.0
                 if result.anomalous:
                     scale = b.feedback.get("behaviour_anomaly", 1.0)
+                    weight = model_evidence(b, spec("behaviour_anomaly").weight * scale)
+                if weight > 0.0:
                     parts = ", ".join(
                         f"{f.feature} {f.value:g} (peers {f.baseline:g}"
                         + (f", own {f.own_baseline:g})" if f.own_baseline is not None else ")")
@@ -414,14 +418,15 @@ class Core:
                     weighted.append(
                         Signal(
                             "behaviour_anomaly",
-                            spec("behaviour_anomaly").weight * scale,
+                            weight,
                             f"unusual hour for the {e.role} peer group (score "
                             f"{result.score:.3f} > {result.threshold:.3f}): {parts}",
                         )
                     )
                     info = model.info(result)
+        slow = None if learning else b.slow_level()
         for em in self.tracker.observe(
-            st.risk, ev.staff_id, e, weighted, item.day, self.clock(), info
+            st.risk, ev.staff_id, e, weighted, item.day, self.clock(), info, slow
         ):
             self._out.alerts.append(AlertOut(ev.staff_id, em, item.rec.timestamp_ms))
 

@@ -28,11 +28,12 @@ from pipeline.errors import PipelineError
 # table -> privileges of the worker role. Upserts need SELECT for their WHERE
 # and for the columns of their ON CONFLICT target; customer_reveal is
 # write-only for workers but for that target (the pseudonym, which alerts carry
-# anyway): a worker cannot read a raw customer id back.
+# anyway): a worker cannot read a raw customer id back. A worker only marks a
+# verdict as routed to the staff's worker (routed_at); verdicts stay as given.
 WORKER_GRANTS: Final[dict[str, str]] = {
     "schema_migrations": "SELECT",
     "alerts": "SELECT, INSERT, UPDATE",
-    "alert_feedback": "SELECT, INSERT",
+    "alert_feedback": "SELECT, INSERT, UPDATE (routed_at)",
     "alert_revisions": "SELECT, INSERT, UPDATE",
     "alert_evidence": "SELECT, INSERT, UPDATE",
     "customer_reveal": "INSERT, SELECT (customer_ref)",

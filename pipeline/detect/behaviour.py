@@ -5,16 +5,24 @@ Pure and synchronous. :class:`Behaviour` is part of the per-employee state
 a bound, named below.
 
 * **Soft signals judged by improbability.** For every soft reason code
-  (catalogue family ``soft``) the employee's count *today* (bank day) is
+  (catalogue family ``soft``) the employee's count *today* (bank day: distinct
+  customers, so that the actions of one visit count once) is
   compared with the count they and their peers usually have per day: the
   employee's own exponentially weighted daily mean and variance (memory
   ~``1/BASELINE_ALPHA`` active days), shrunk towards their peer group's
   (``PRIOR_DAYS`` pseudo-days; the role-at-branch group when it has
   ``MIN_PEER_STAFF_DAYS`` staff-days in the peer window, else the role, else
-  the catalogue's prior). The n-th occurrence adds ``weight x (S(n) - S(n-1))``
-  risk, where ``S(n) = -log10 P(N ≥ n)`` (:mod:`pipeline.detect.surprise`):
-  what someone does every day adds nothing, the first unusual excess adds
-  a little, a day far beyond the usual adds a lot.
+  the catalogue's prior). With ``S(n) = -log10 P(N ≥ n)``
+  (:mod:`pipeline.detect.surprise`) and ``F = SURPRISE_FLOOR``, the n-th
+  occurrence adds ``weight x (max(0, S(n) - F) - max(0, S(n-1) - F))`` risk:
+  what someone does every day adds nothing, an ordinary bad day (one in
+  three) adds nothing either, a day far beyond the usual adds a lot.
+* **The week.** The same test over the last ``WEEK_DAYS`` calendar days:
+  the window's count against its active days times the usual daily count
+  (a slower baseline, ``SLOW_ALPHA``, shrunk towards the peers'), weighted
+  the same way. It is the slow evidence of the incident tracker
+  (``Signal.slow``, :meth:`Behaviour.slow_level`): a few more a day than
+  usual, for days on end, is as improbable as a burst.
 * **Volume.** Distinct unassigned customers within a sliding hour
   (``WINDOW_S``, at most ``WINDOW_CAP``) against the usual hourly peak
   (``bulk_access``, from ``BULK_MIN`` customers on); exported or printed
@@ -24,7 +32,13 @@ a bound, named below.
   ``first_seen`` occurrence, counted like any soft code, once the employee
   has ``MIN_HISTORY`` accesses.
 * **Learning.** Baselines learn from completed days; occurrences that joined
-  an open incident are not learned (nothing is learned from what was flagged).
+  an open incident are not learned (nothing is learned from what was flagged),
+  and a day's count is learned at most ``CLIP_SD`` deviations above its
+  expectation, so misuse spread thinly over many days does not become usual
+  while a lasting change of duties is learned within weeks.
+* **Model.** The group model (:mod:`pipeline.detect.model`) corroborates:
+  its evidence is at most ``MODEL_DAY_CAP`` risk points per bank day
+  (:func:`model_evidence`), less than an incident needs.
 * **Peers.** Each completed day leaves a :class:`DaySummary` (at most
   ``HISTORY_DAYS``), from which the partition's owner publishes the day's peer
   statistics (``pipeline.peers``); hourly feature samples feed the group model.
@@ -37,12 +51,15 @@ a bound, named below.
 from __future__ import annotations
 
 import hashlib
+import math
 from typing import Final
 
 from msgspec import Struct, field
 
 from pipeline.contract.records import EXPORT_ACTIONS
+from pipeline.core.calendar import calendar
 from pipeline.detect.catalogue import CATALOGUE, POLICY_CODES, SOFT_CODES, spec
+from pipeline.detect.shift import outside_shift
 from pipeline.detect.signals import Signal
 from pipeline.detect.surprise import Baseline, blend, surprise
 from pipeline.peers.book import PeerView
@@ -60,7 +77,16 @@ MIN_PEER_STAFF_DAYS: Final = 20
 RECENT_CAP: Final = 1000
 EXPORTS_CAP: Final = 500
 SAMPLES_CAP: Final = 24
-HISTORY_DAYS: Final = 3
+DISTINCT_CAP: Final = 300  # customers remembered per soft code and day
+SURPRISE_FLOOR: Final = 0.5  # surprise (decades) of an ordinary day: only what is beyond weighs
+HISTORY_DAYS: Final = 7  # completed days kept: the weekly window, and the peer days
+WEEK_DAYS: Final = 7
+SLOW_ALPHA: Final = 0.05  # the weekly statistic's reference: ~20 active days of memory
+CLIP_SD: Final = 3.0  # a day's count is learned at most this many deviations above usual
+SOFT_SET: Final = frozenset(SOFT_CODES)
+OFF_SHIFT_CODE: Final = "off_shift_access"
+NIGHT_MARGIN_MIN: Final = 240  # off-shift this far from the shift counts customers, else hours
+MODEL_DAY_CAP: Final = 25.0  # risk points of model evidence per bank day
 BULK_MIN: Final = 10
 EXPORT_FLOOR: Final = 500.0
 EXPORT_FACTOR: Final = 5.0
@@ -113,6 +139,7 @@ class Expect(Struct, array_like=True, gc=False):
     var: float
     own: float
     peer: float
+    peer_var: float = 0.0
 
 
 class DaySummary(Struct, gc=False):
@@ -129,9 +156,15 @@ class Behaviour(Struct, gc=False):
     groups: list[str] = field(default_factory=list)
     counts: dict[str, float] = field(default_factory=dict)  # today, unflagged (learned)
     seen: dict[str, int] = field(default_factory=dict)  # today, all (judged)
+    distinct: dict[str, list[str]] = field(default_factory=dict)  # today's customers per code
     spent: dict[str, float] = field(default_factory=dict)  # today's surprise already in risk
+    model_spent: float = 0.0  # today's model evidence already in risk
     expect: dict[str, Expect] = field(default_factory=dict)  # today's usual counts
     baselines: dict[str, Baseline] = field(default_factory=dict)
+    slow_baselines: dict[str, Baseline] = field(default_factory=dict)
+    week_before: dict[str, float] = field(default_factory=dict)  # counts of the window's past days
+    week_days: int = 0  # active days of the window before today
+    week: dict[str, float] = field(default_factory=dict)  # weekly evidence per code (weighted)
     days: int = 0
     window: dict[str, float] = field(default_factory=dict)
     bulk_spent: float = 0.0
@@ -164,19 +197,44 @@ class Behaviour(Struct, gc=False):
             self.history.append(self.summary())
             del self.history[:-HISTORY_DAYS]
             for code in (*SOFT_CODES, PEAK, EXPORTS):
+                x = _clipped(self, code)
                 b = self.baselines.get(code)
                 if b is None:
                     b = self.baselines[code] = Baseline()
-                b.update(self.counts.get(code, 0.0), BASELINE_ALPHA)
+                b.update(x, BASELINE_ALPHA)
+                if code in SOFT_SET:
+                    sb = self.slow_baselines.get(code)
+                    if sb is None:
+                        sb = self.slow_baselines[code] = Baseline()
+                    sb.update(x, SLOW_ALPHA)
             self.days += 1
         self.day = day
         self.groups = groups
         self.counts = {}
         self.seen = {}
+        self.distinct = {}
         self.spent = {}
+        self.model_spent = 0.0
         self.samples = []
         self.expect = _expectations(self, groups, view)
+        window = [h for h in self.history if h.day > day - WEEK_DAYS]
+        self.week_days = len(window)
+        before: dict[str, float] = {}
+        for h in window:
+            for code in SOFT_CODES:
+                c = h.counts.get(code)
+                if c:
+                    before[code] = before.get(code, 0.0) + c
+        self.week_before = before
+        self.week = {}
+        for code in before:
+            self.week[code] = _week_level(self, code, 0)
         return True
+
+    def slow_level(self) -> float:
+        """The weekly evidence: how improbable each soft code's count over the last seven
+        active days is, beyond ordinary variation, weighted."""
+        return sum(self.week.values())
 
     def day_summary(self, day: int) -> DaySummary | None:
         if day == self.day:
@@ -226,8 +284,40 @@ def _expectations(b: Behaviour, groups: list[str], view: PeerView | None) -> dic
                     break
         own = b.baselines.get(code)
         mean, var = blend(own, peer_mean, peer_var, PRIOR_DAYS)
-        out[code] = Expect(mean, var, own.mean if own is not None and own.n else -1.0, peer_mean)
+        out[code] = Expect(
+            mean, var, own.mean if own is not None and own.n else -1.0, peer_mean, peer_var
+        )
     return out
+
+
+def _clipped(b: Behaviour, code: str) -> float:
+    """The day's count of ``code`` as the baselines learn it: at most ``CLIP_SD`` standard
+    deviations above the day's expectation (at least 1). An unusual day moves the baseline
+    a little, so a sustained change of duties is learned within weeks, while misuse spread
+    thinly over many days does not teach the baseline that it is normal."""
+    x = b.counts.get(code, 0.0)
+    ex = b.expect.get(code)
+    if ex is None:
+        return x
+    cap = ex.mean + CLIP_SD * math.sqrt(ex.var)
+    if cap < 1.0:
+        cap = 1.0
+    return x if x < cap else cap
+
+
+def _week_level(b: Behaviour, code: str, today: int) -> float:
+    """Weighted weekly surprise of ``code``: the window's counts (its earlier active days
+    and ``today``) against its days times the usual daily count (the slow baseline, shrunk
+    towards the peers')."""
+    ex = b.expect.get(code)
+    if ex is None:
+        return 0.0
+    k = b.week_days + 1
+    slow = b.slow_baselines.get(code)
+    mean, var = blend(slow, ex.peer, ex.peer_var, PRIOR_DAYS)
+    n = b.week_before.get(code, 0.0) + today
+    s = surprise(n, k * mean, k * var)
+    return spec(code).weight * max(0.0, s - SURPRISE_FLOOR)
 
 
 def _net(ip: str | None) -> str | None:
@@ -326,6 +416,18 @@ def _record_recent(b: Behaviour, e: Enriched, off_shift: bool) -> None:
         recent.append(Recent(at, ev.customer_id or "", flags, records))
 
 
+def model_evidence(b: Behaviour, weight: float) -> float:
+    """The part of an anomalous hour's ``weight`` that still counts today: the model
+    corroborates, it does not accuse, so its evidence of one bank day is at most
+    ``MODEL_DAY_CAP`` risk points (less than an incident needs)."""
+    room = MODEL_DAY_CAP - b.model_spent
+    w = weight if weight < room else room
+    if w <= 0.0:
+        return 0.0
+    b.model_spent += w
+    return w
+
+
 def model_due(b: Behaviour, e: Enriched) -> bool:
     """Whether to score this access with the group model: a non-routine access
     (unassigned, or an export) at most every MODEL_EVERY_S of event time."""
@@ -338,8 +440,19 @@ def model_due(b: Behaviour, e: Enriched) -> bool:
     return False
 
 
-def _soft(b: Behaviour, code: str, summary: str, flagged: bool) -> Signal | None:
-    """One occurrence of a soft code: count it and return its weight of surprise."""
+def _soft(b: Behaviour, code: str, summary: str, flagged: bool, key: str | None) -> Signal | None:
+    """One occurrence of a soft code: count it and return its weight of surprise.
+
+    Counts are of distinct customers per day (``key``): the actions of one visit to one
+    customer are one occurrence, not four."""
+    if key is not None:
+        known = b.distinct.get(code)
+        if known is None:
+            known = b.distinct[code] = []
+        if key in known:
+            return None
+        if len(known) < DISTINCT_CAP:
+            known.append(key)
     n = b.seen.get(code, 0) + 1
     b.seen[code] = n
     if not flagged:
@@ -347,19 +460,38 @@ def _soft(b: Behaviour, code: str, summary: str, flagged: bool) -> Signal | None
     ex = b.expect.get(code)
     if ex is None:
         return None
+    scale = b.feedback.get(code, 1.0)
+    # The week: how improbable the count over the last seven active days is.
+    level = _week_level(b, code, n) * scale
+    slow = level - b.week.get(code, 0.0)
+    if slow > 0.0:
+        b.week[code] = level
+    else:
+        slow = 0.0
     s = surprise(n, ex.mean, ex.var)
     spent = b.spent.get(code, 0.0)
-    if s <= spent:
+    if s > spent:
+        b.spent[code] = s
+    # Only what is beyond ordinary variation weighs: a one-in-ten day is any day.
+    gained = max(0.0, s - SURPRISE_FLOOR) - max(0.0, spent - SURPRISE_FLOOR)
+    if gained <= 0.0 and slow <= 0.0:
         return None
-    b.spent[code] = s
-    weight = spec(code).weight * (s - spent) * b.feedback.get(code, 1.0)
+    weight = spec(code).weight * max(0.0, gained) * scale
     own = f"{ex.own:.1f}" if ex.own >= 0 else "n/a"
+    week = b.week_before.get(code, 0.0) + n
     return Signal(
         code,
         weight,
         f"{summary}; {n} today (usual {ex.mean:.1f}/day: own {own}, peers {ex.peer:.1f}; "
-        f"p={10**-s:.2g})",
+        f"p={10**-s:.2g}), {week:.0f} in {b.week_days + 1} active days",
+        slow,
     )
+
+
+def _at_night(e: Enriched) -> bool:
+    """Further than ``NIGHT_MARGIN_MIN`` from the employee's shift (local time)."""
+    minute = calendar(e.timezone).minute(e.at)
+    return outside_shift(minute, e.shift_start, e.shift_end, NIGHT_MARGIN_MIN)
 
 
 def observe(
@@ -384,7 +516,12 @@ def observe(
         if s.code in POLICY_CODES:
             out.append(s)
         else:
-            sig = _soft(b, s.code, s.summary, flagged)
+            key = ev.customer_id
+            if s.code == OFF_SHIFT_CODE and not _at_night(e):
+                # Work in the hours around the shift (an early start, a Saturday rota) is one
+                # decision, whatever the number of customers served: it counts clock hours.
+                key = f"h{int(at // 3600.0)}"
+            sig = _soft(b, s.code, s.summary, flagged, key)
             if sig is not None:
                 out.append(sig)
 
@@ -414,7 +551,7 @@ def observe(
         ]:
             del first_seen[key]
     if fresh:
-        sig = _soft(b, "first_seen", "first " + ", ".join(fresh), flagged)
+        sig = _soft(b, "first_seen", "first " + ", ".join(fresh), flagged, None)
         if sig is not None:
             out.append(sig)
     return _volume(b, e, out, flagged)

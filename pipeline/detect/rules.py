@@ -24,6 +24,7 @@ PORTFOLIO_ROLES = frozenset({"customer_manager", "loan_officer"})
 # Roles that legitimately touch customers across branches or without assignment.
 CROSS_BRANCH_ROLES = frozenset({"auditor", "operations", "it_support"})
 SENSITIVE = frozenset({"vip", "pep", "employee", "restricted"})
+ASSIGNED_CREDIT_WEIGHT = 50.0  # enough to open an incident (pipeline.alerts.incidents)
 
 
 def _sig(code: str, summary: str) -> Signal:
@@ -62,11 +63,22 @@ def other_branch_customer_access(e: Enriched) -> Signal | None:
 
 
 def credit_report_without_authorization(e: Enriched) -> Signal | None:
+    """Always an alert (policy). For a customer the employee is assigned to, a missing
+    reference is as often a form on file but not keyed in as misuse: one such query weighs
+    ``ASSIGNED_CREDIT_WEIGHT`` (an alert of medium severity, pipeline.alerts.incidents);
+    a second one, or any on an unassigned customer, makes it high."""
     ev = e.event
     if ev.action != "credit_report_query" or ev.authorization_ref:
         return None
+    if e.assigned:
+        return Signal(
+            "credit_report_without_authorization",
+            ASSIGNED_CREDIT_WEIGHT,
+            "credit report queried without authorization_ref (an assigned customer)",
+        )
     return _sig(
-        "credit_report_without_authorization", "credit report queried without authorization_ref"
+        "credit_report_without_authorization",
+        "credit report queried without authorization_ref (an unassigned customer)",
     )
 
 

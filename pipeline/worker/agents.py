@@ -66,9 +66,17 @@ class FaustConsumer:
         return faust.types.TP(self.topic, partition)
 
     def highwater(self, partition: int) -> int | None:
+        """The partition's high watermark, or None while it is not (or no longer) ours.
+
+        aiokafka asserts (AssertionError) on a partition that a rebalance just took
+        away, so assignment is checked first; the exceptions cover a consumer that is
+        starting or stopping between the check and the call."""
+        tp = self._tp(partition)
         try:
-            high = self.app.consumer.highwater(self._tp(partition))
-        except (IllegalStateError, ConsumerNotStarted):  # not assigned (any more), or starting
+            if tp not in self.app.consumer.assignment():
+                return None
+            high = self.app.consumer.highwater(tp)
+        except (IllegalStateError, ConsumerNotStarted, AssertionError):
             return None
         return None if high is None else int(high)
 

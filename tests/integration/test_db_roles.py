@@ -7,17 +7,19 @@ owner here) and a throwaway login role granted the worker's privileges with
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import asyncpg
 import pytest
+from msgspec.structs import replace
 
+from pipeline.contract.decode import decode_alert
 from pipeline.db.migrate import (
     SchemaBehindError,
     migrate_url,
@@ -63,20 +65,28 @@ async def test_owner_migrates_and_grants_the_worker_role(roles: Roles) -> None:
 
 async def test_worker_role_writes_alerts_and_nothing_more(roles: Roles) -> None:
     assert migrate_as_owner(roles, "--grant-worker", roles.worker_role).returncode == 0
-    alert = json.loads(MINIMAL_ALERT.read_text())
+    alert = decode_alert(MINIMAL_ALERT.read_bytes())
     sink = await PostgresSink.connect(roles.worker_url)
     try:
-        assert (await sink.write([alert])).written == 1
-        assert (await sink.write([{**alert, "revision": alert["revision"] + 1}])).written == 1
+        assert (await sink.write_alerts([alert])).written == 1
+        newer = replace(alert, revision=alert.revision + 1)
+        assert (await sink.write_alerts([newer])).written == 1
         verdict = {
-            "alert_id": alert["alert_id"],
+            "alert_id": alert.alert_id,
             "verdict": "true_positive",
             "analyst_id": "soc-1",
             "comment": None,
-            "decided_at": 1_770_000_000.0,
+            "decided_at": datetime(2026, 2, 2, tzinfo=UTC),
         }
-        assert await sink.apply_feedback([verdict]) == 1
-        assert alert["alert_id"] in await sink.alert_owners([alert["alert_id"]])
+        assert await sink.store_feedback([verdict]) == 1
+        routed = await sink.unrouted([alert.alert_id])
+        assert [(a, v, s) for a, v, s, _ in routed] == [
+            (alert.alert_id, "true_positive", alert.staff_id)
+        ]
+        await sink.mark_routed([alert.alert_id])
+        assert await sink.unrouted([alert.alert_id]) == []
+        stored = await sink.latest([alert.alert_id])
+        assert [a.revision for a in stored] == [newer.revision]
     finally:
         await sink.close()
 

@@ -9,7 +9,6 @@ another CA is refused, by asyncpg and by the ``pipeline`` commands alike.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import ssl
@@ -21,7 +20,9 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+from msgspec.structs import replace
 
+from pipeline.contract.decode import decode_alert
 from pipeline.db.migrate import migrate_url, pending_migrations
 from pipeline.sinks.postgres import PostgresSink
 from tests.integration.kit import BOOTSTRAP, ROOT, free_port
@@ -87,13 +88,13 @@ async def test_migrations_and_sink_over_verify_full(server: Path) -> None:
     finally:
         await conn.close()
 
-    alert = json.loads(MINIMAL_ALERT.read_text())
-    alert["alert_id"] = f"tls-{uuid.uuid4().hex[:12]}"
+    minimal = decode_alert(MINIMAL_ALERT.read_bytes())
+    alert = replace(minimal, alert_id=f"tls-{uuid.uuid4().hex[:12]}")
     sink = await PostgresSink.connect(url)
     try:
-        assert (await sink.write([alert])).written == 1
-        owners = await sink.alert_owners([alert["alert_id"]])
-        assert owners[alert["alert_id"]][0] == alert["staff_id"]
+        assert (await sink.write_alerts([alert])).written == 1
+        stored = await sink.latest([alert.alert_id])
+        assert [(a.alert_id, a.staff_id) for a in stored] == [(alert.alert_id, alert.staff_id)]
     finally:
         await sink.close()
 

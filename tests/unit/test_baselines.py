@@ -1,38 +1,66 @@
-"""The two baselines: naive rules and a plain HalfSpaceTrees."""
+"""The two baselines: naive rules and a plain HalfSpaceTrees (on simbank's own enrichment)."""
 
 from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
-from pipeline.contract.records import AccessEvent, Assignment, CustomerProfile, StaffRecord
-from pipeline.reference.state import Enriched, ReferenceState
-from pipeline.timeutil import parse_ts
 from simbank.evaluate.baselines import halfspacetrees, hst_features, naive_rules
+from simbank.evaluate.enrich import Access, Enriched, GroundTruth
 from simbank.evaluate.score import score
+from simbank.simulate.model import RefRecord
+from simbank.timestamps import parse_ts
 
-EPOCH0 = parse_ts("2026-01-01T00:00:00+08:00")
+EPOCH0 = "2026-01-01T00:00:00.000+08:00"
 
 
-def reference() -> ReferenceState:
-    state = ReferenceState()
+def reference() -> GroundTruth:
+    recs = []
     for staff, branch in (("S1", "B1"), ("S2", "B2")):
-        state.apply_staff(StaffRecord(staff, branch, "customer_manager", "active", EPOCH0))
-    state.apply_assignment(Assignment("S1", "C1", "relationship_manager", EPOCH0, None))
-    state.apply_assignment(Assignment("S2", "C3", "relationship_manager", EPOCH0, None))
-    for cust, branch, sens in (("C1", "B1", "normal"), ("C2", "B1", "vip"), ("C3", "B2", "normal")):
-        state.apply_profile(CustomerProfile(cust, branch, "retail", sens, (), EPOCH0))
-    # assigned to S1 but a PEP: sensitive only
-    state.apply_assignment(Assignment("S1", "C4", "relationship_manager", EPOCH0, None))
-    state.apply_profile(CustomerProfile("C4", "B1", "private", "pep", (), EPOCH0))
-    return state
+        recs.append(
+            RefRecord(
+                "staff-directory",
+                staff,
+                {
+                    "staff_id": staff,
+                    "branch_id": branch,
+                    "role": "customer_manager",
+                    "status": "active",
+                    "effective_at": EPOCH0,
+                    "timezone": "Asia/Shanghai",
+                },
+            )
+        )
+    for staff, cust in (("S1", "C1"), ("S2", "C3"), ("S1", "C4")):  # C4: assigned, but a PEP
+        recs.append(
+            RefRecord(
+                "staff-assignments",
+                f"{staff}:{cust}",
+                {"staff_id": staff, "customer_id": cust, "valid_from": EPOCH0, "valid_to": None},
+            )
+        )
+    for cust, branch, sens in (
+        ("C1", "B1", "normal"),
+        ("C2", "B1", "vip"),
+        ("C3", "B2", "normal"),
+        ("C4", "B1", "pep"),
+    ):
+        recs.append(
+            RefRecord(
+                "customer-profiles",
+                cust,
+                {"customer_id": cust, "home_branch_id": branch, "sensitivity": sens},
+            )
+        )
+    return GroundTruth(SimpleNamespace(reference=recs))  # type: ignore[arg-type]
 
 
 def access(
     eid: str, at: str, staff: str, customer: str | None, action: str = "view_profile"
-) -> AccessEvent:
-    return AccessEvent(eid, parse_ts(at), staff, customer, action, "branch_terminal", "B1")
+) -> Access:
+    return Access(eid, parse_ts(at), staff, customer, action, "branch_terminal", "B1")
 
 
 @dataclass(frozen=True)
@@ -108,19 +136,19 @@ def toy_stream(seed: int) -> tuple[list[Enriched], set[str]]:
     """Office-hours assigned views, with a burst of night-time bulk exports in the middle."""
     state = reference()
     rng = random.Random(seed)
-    events: list[AccessEvent] = []
+    events: list[Access] = []
     burst: set[str] = set()
     t = parse_ts("2026-03-02T09:00:00+08:00")
     for i in range(3000):
         t += rng.uniform(5.0, 15.0)
-        events.append(AccessEvent(f"n{i}", t, "S1", "C1", "view_profile", "branch_terminal", "B1"))
+        events.append(Access(f"n{i}", t, "S1", "C1", "view_profile", "branch_terminal", "B1"))
         if i == 2000:
             night = parse_ts("2026-03-03T03:00:00+08:00")
             for j in range(30):
                 eid = f"x{j}"
                 burst.add(eid)
                 events.append(
-                    AccessEvent(
+                    Access(
                         eid,
                         night + j,
                         "S2",

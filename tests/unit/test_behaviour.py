@@ -8,12 +8,16 @@ from pipeline.contract.decode import decode_access_event
 from pipeline.core.calendar import calendar
 from pipeline.detect.behaviour import (
     BULK_MIN,
+    CLIP_SD,
     FEEDBACK_FLOOR,
     HISTORY_DAYS,
     MIN_HISTORY,
+    MODEL_DAY_CAP,
     RECENT_CAP,
+    SURPRISE_FLOOR,
     WINDOW_CAP,
     Behaviour,
+    model_evidence,
     observe,
     window_features,
 )
@@ -49,11 +53,11 @@ def test_the_first_unusual_occurrences_weigh_by_how_improbable_they_are() -> Non
         weights.append(sigs[0].weight if sigs else 0.0)
     ex = b.expect[OTHER]
     for n, w in enumerate(weights, start=1):
-        expected = spec(OTHER).weight * (
-            surprise(n, ex.mean, ex.var) - surprise(n - 1, ex.mean, ex.var)
-        )
-        assert abs(w - expected) < 1e-9, n
+        beyond = max(0.0, surprise(n, ex.mean, ex.var) - SURPRISE_FLOOR)
+        before = max(0.0, surprise(n - 1, ex.mean, ex.var) - SURPRISE_FLOOR)
+        assert abs(w - spec(OTHER).weight * (beyond - before)) < 1e-9, n
     assert weights[0] < weights[2], "each further one is more surprising than the first"
+    assert sum(weights) < spec(OTHER).weight * surprise(5, ex.mean, ex.var), "minus the floor"
     assert "usual" in step(b, enriched(9, "X9", minutes=9))[0].summary
 
 
@@ -143,10 +147,14 @@ def test_first_seen_needs_history() -> None:
     b.first_seen = {"branch:BR1": 0.0, "channel:crm_web": 0.0, "action:view_profile": 0.0}
     e = enriched(1, "X1", terminal_id="T-NEW")
     b.first_seen = {k: e.at - 10 for k in b.first_seen}
-    sigs = step(b, e)
-    assert any(s.code == "first_seen" and "terminal T-NEW" in s.summary for s in sigs)
+    assert not any(s.code == "first_seen" for s in step(b, e)), "one new terminal is any day"
+    sigs = step(b, enriched(2, "X1", minutes=1, terminal_id="T-NEWER"))
+    assert any(s.code == "first_seen" and "terminal T-NEWER" in s.summary for s in sigs)
     fresh = Behaviour()
-    assert not any(s.code == "first_seen" for s in step(fresh, e))
+    step(fresh, e)
+    assert not any(
+        s.code == "first_seen" for s in step(fresh, enriched(2, "X1", terminal_id="T-NEWER"))
+    ), "no history, nothing is new"
 
 
 def test_collections_are_bounded() -> None:
@@ -180,3 +188,50 @@ def test_every_soft_code_has_a_baseline_after_a_day() -> None:
     step(b, enriched(2, "X1", minutes=1440))
     assert set(SOFT_CODES) <= set(b.baselines)
     assert all(isinstance(v, Baseline) for v in b.baselines.values())
+
+
+def test_the_actions_of_one_visit_count_once() -> None:
+    b = Behaviour()
+    one = [s for n in range(4) for s in step(b, enriched(n, "X1", minutes=n)) if s.code == OTHER]
+    assert b.seen[OTHER] == 1 and len(one) <= 1
+
+
+def test_an_unusual_day_is_learned_only_up_to_a_few_deviations() -> None:
+    b = Behaviour()
+    for day in range(6):  # one a day
+        step(b, enriched(day * 100, "X1", minutes=day * 1440))
+    ex = b.expect[OTHER]
+    for n in range(40):  # then forty in a day
+        step(b, enriched(700 + n, f"Y{n}", minutes=6 * 1440 + n))
+    step(b, enriched(999, "X1", minutes=7 * 1440))
+    cap = ex.mean + CLIP_SD * ex.var**0.5
+    learned = b.history[-1].counts[OTHER]
+    assert learned == 40.0, "the day's summary keeps what happened"
+    assert b.baselines[OTHER].mean < cap, "the baseline moved by at most the clipped count"
+    assert b.slow_baselines[OTHER].mean < cap
+
+
+def test_the_week_counts_what_no_single_day_shows() -> None:
+    b = Behaviour()
+    for day in range(10):  # one other-branch customer a day: the usual
+        step(b, enriched(day * 100, "X1", minutes=day * 1440))
+    assert b.slow_level() == 0.0
+    slows = []
+    for day in range(10, 15):  # then three a day
+        for n in range(3):
+            for s in step(b, enriched(day * 100 + n, f"Z{day}-{n}", minutes=day * 1440 + n)):
+                if s.code == OTHER:
+                    slows.append(s.slow)
+    assert b.slow_level() > 0.0, "fifteen in five days against five is improbable"
+    assert sum(slows) > 0.0
+    last = step(b, enriched(9999, "Z-last", minutes=14 * 1440 + 9))[0].summary
+    assert "18 in 7 active days" in last, "the window is the last seven calendar days"
+
+
+def test_model_evidence_is_capped_per_day() -> None:
+    b = Behaviour()
+    step(b, enriched(1, "X1"))
+    got = [model_evidence(b, 15.0) for _ in range(4)]
+    assert sum(got) == MODEL_DAY_CAP and got[-1] == 0.0
+    step(b, enriched(2, "X1", minutes=1440))
+    assert model_evidence(b, 15.0) == 15.0, "a new day, a new allowance"

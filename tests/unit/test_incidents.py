@@ -124,17 +124,24 @@ def test_a_decayed_incident_closes_with_a_final_revision_and_the_next_crossing_o
     assert later[1].alert.revision == 1
 
 
-def test_slow_evidence_accumulates_over_days_beyond_the_daily_drift() -> None:
+def test_weekly_evidence_opens_an_incident_that_no_single_day_would() -> None:
     t, st = tracker(), Risk()
-    # Each day a little more than an ordinary day brings, far apart in time.
+    # Each day a little, far apart in time; the behaviour's weekly statistic grows.
     opened = []
-    for day in range(8):
+    for day in range(5):
         out = t.observe(
-            st, "S1", enriched(day, day * 24 * 60), [sig("statement_export_unassigned", 30)], day, 0
+            st,
+            "S1",
+            enriched(day, day * 24 * 60),
+            [sig("statement_export_unassigned", 5)],
+            day,
+            0,
+            slow=7.0 * (day + 1),
         )
         opened += [o for o in out if o.alert.status == "open"]
     assert opened, "low and slow opens an incident within days"
-    assert st.carry > 0.0
+    assert opened[0].alert.event_ids == [f"ev-S1-{d}" for d in range(len(opened[0].evidence))]
+    assert st.fast < CFG.fast_open, "no single day was enough"
     quiet = Risk()
     for day in range(8):
         t.observe(
@@ -144,8 +151,24 @@ def test_slow_evidence_accumulates_over_days_beyond_the_daily_drift() -> None:
             [sig("statement_export_unassigned", 5)],
             day,
             0,
+            slow=CFG.slow_open * 0.8,
         )
-    assert quiet.incident is None, "what an ordinary day brings never accumulates"
+    assert quiet.incident is None, "below slow_open the week does not open an incident"
+
+
+def test_weekly_evidence_is_forgotten_after_a_week_without_accesses() -> None:
+    t, st = tracker(), Risk()
+    t.observe(st, "S1", enriched(1), [sig("first_seen", 1.0)], 0, 0, slow=20.0)
+    assert st.slow == 20.0
+    t.observe(st, "S1", enriched(2, 9 * 24 * 60), [], 9, 0)
+    assert st.slow == 0.0
+
+
+def test_a_credit_report_without_authorization_on_an_assigned_customer_is_medium() -> None:
+    assigned = _incident(credit_report_without_authorization=50.0)
+    assert severity(assigned, CFG) == "medium"
+    twice = _incident(credit_report_without_authorization=100.0)
+    assert severity(twice, CFG) == "high"
 
 
 def _incident(**reasons: float) -> Incident:

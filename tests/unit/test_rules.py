@@ -8,6 +8,7 @@ from typing import get_args
 
 import pytest
 
+from pipeline.alerts.incidents import RiskConfig
 from pipeline.contract.records import (
     ACTIONS,
     ROLES,
@@ -170,7 +171,10 @@ def test_every_signal_carries_its_catalogue_weight() -> None:
     seen: set[str] = set()
     for e in probes:
         for sig in evaluate_rules(e):
-            assert sig.weight == CATALOGUE[sig.code].weight
+            if sig.code == "credit_report_without_authorization" and e.assigned:
+                assert sig.weight == rules.ASSIGNED_CREDIT_WEIGHT
+            else:
+                assert sig.weight == CATALOGUE[sig.code].weight
             assert sig.summary
             seen.add(sig.code)
     # Every rule fired at least once over these probes.
@@ -278,6 +282,19 @@ def test_credit_report_without_authorization_fires_for_any_role(role: Role) -> N
     e = enriched(world(role), customer_id="C-MINE", action="credit_report_query")
     sig = rules.credit_report_without_authorization(e)
     assert sig is not None and sig.code == "credit_report_without_authorization"
+
+
+def test_credit_report_without_authorization_weighs_less_on_an_assigned_customer() -> None:
+    mine = rules.credit_report_without_authorization(
+        enriched(world(), customer_id="C-MINE", action="credit_report_query")
+    )
+    stranger = rules.credit_report_without_authorization(
+        enriched(world(), customer_id="C-OWN", action="credit_report_query")
+    )
+    assert mine is not None and stranger is not None
+    assert mine.weight == rules.ASSIGNED_CREDIT_WEIGHT < stranger.weight
+    assert "assigned customer" in mine.summary and "unassigned customer" in stranger.summary
+    assert mine.weight >= RiskConfig().open_at, "still an alert from the first one"
 
 
 def test_credit_report_with_authorization_does_not_fire() -> None:

@@ -62,7 +62,7 @@ def test_worker_grants_are_exactly_the_documented_ones() -> None:
     assert grants == {
         'GRANT SELECT ON "public"."schema_migrations" TO "aw_worker"',
         'GRANT SELECT, INSERT, UPDATE ON "public"."alerts" TO "aw_worker"',
-        'GRANT SELECT, INSERT ON "public"."alert_feedback" TO "aw_worker"',
+        'GRANT SELECT, INSERT, UPDATE (routed_at) ON "public"."alert_feedback" TO "aw_worker"',
         'GRANT SELECT, INSERT, UPDATE ON "public"."alert_revisions" TO "aw_worker"',
         'GRANT SELECT, INSERT, UPDATE ON "public"."alert_evidence" TO "aw_worker"',
         'GRANT INSERT, SELECT (customer_ref) ON "public"."customer_reveal" TO "aw_worker"',
