@@ -2,7 +2,8 @@
 
 The test makes a CA and a server certificate for localhost/127.0.0.1 and starts
 its own PostgreSQL (``infra/postgres.sh`` with ``PIPELINE_PG_TLS_DIR``, its own
-state dir, port 39110 or ``PIPELINE_PG_TLS_PORT``) that rejects TCP without TLS.
+state dir, port 29110 or ``PIPELINE_PG_TLS_PORT``, below the ephemeral port range)
+that rejects TCP without TLS.
 The pipeline's DSN carries ``sslmode=verify-full&sslrootcert=<ca>``; a DSN naming
 another CA is refused, by asyncpg and by the ``pipeline`` commands alike.
 """
@@ -28,7 +29,7 @@ from pipeline.sinks.postgres import PostgresSink
 from tests.integration.kit import BOOTSTRAP, ROOT, free_port
 from tests.tls import issue, make_ca
 
-PORT = int(os.environ.get("PIPELINE_PG_TLS_PORT", "39110"))
+PORT = int(os.environ.get("PIPELINE_PG_TLS_PORT", "29110"))
 MINIMAL_ALERT = ROOT / "schemas" / "examples" / "alert" / "valid" / "minimal.json"
 
 

@@ -2,11 +2,12 @@
 
 The test makes its own CA and broker certificate, starts a second Kafka from the
 same jars (``infra/kafka-secure.sh``, SCRAM users created when its storage is
-formatted) on ports 39101-39103 (``PIPELINE_KAFKA_SECURE_*`` to move them), runs a
-real ``pipeline worker`` that reads its password from
-``PIPELINE_KAFKA_SASL_PASSWORD_FILE``, and reads the alert back through the
-secured listener. Clients with a wrong password, or without the CA, are refused
-with a message that says so. The broker is stopped however the tests end.
+formatted) on ports 29101-29103 (``PIPELINE_KAFKA_SECURE_*`` to move them; below
+the kernel's ephemeral range, so no outgoing connection can hold them), runs a real
+``pipeline worker`` that reads its password from ``PIPELINE_KAFKA_SASL_PASSWORD_FILE``,
+and reads the alert back through the secured listener. Clients with a wrong password,
+or without the CA, are refused with a message that says so.
+The broker is stopped however the tests end.
 """
 
 from __future__ import annotations
@@ -33,9 +34,9 @@ from tests.integration.kit import DATABASE_URL, PARTITIONS, ROOT, free_port, rea
 from tests.integration.test_end_to_end import event, publish_reference
 from tests.tls import issue, make_ca
 
-SASL_PORT = int(os.environ.get("PIPELINE_KAFKA_SECURE_PORT", "39101"))
-MTLS_PORT = int(os.environ.get("PIPELINE_KAFKA_MTLS_PORT", "39102"))
-CONTROLLER_PORT = int(os.environ.get("PIPELINE_KAFKA_SECURE_CONTROLLER_PORT", "39103"))
+SASL_PORT = int(os.environ.get("PIPELINE_KAFKA_SECURE_PORT", "29101"))
+MTLS_PORT = int(os.environ.get("PIPELINE_KAFKA_MTLS_PORT", "29102"))
+CONTROLLER_PORT = int(os.environ.get("PIPELINE_KAFKA_SECURE_CONTROLLER_PORT", "29103"))
 
 
 @dataclass(frozen=True)
