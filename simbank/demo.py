@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import secrets
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -36,6 +38,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--idle", type=float, default=8.0, help="stop after this many quiet seconds"
     )
     parser.add_argument("--log-dir", type=Path, default=Path(".pipeline-data/demo"))
+    parser.add_argument(
+        "--console-seconds",
+        type=float,
+        default=None,
+        help="then serve the analysts' console for this long (default: until Ctrl-C on a "
+        "terminal, 20 s otherwise; 0: no console)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -81,8 +90,34 @@ async def _demo(args: argparse.Namespace) -> int:
             "alerts as they arrive (severity, staff, revision, risk, events, reasons, last event):"
         )
         alerts = await _follow_alerts(s, worker, len(sim.events), args.idle)
+        await _summary(s, alerts, malicious)
+        # the worker keeps running: verdicts sent from the console reach it
+        await _console(s, args.console_seconds)
     finally:
         worker.stop()
+    return 0
+
+
+async def _console(s: Settings, seconds: float | None) -> None:
+    """Serve the analysts' console on this run's alerts (demo login)."""
+    if seconds is None:
+        seconds = None if sys.stdin.isatty() else 20.0
+    if seconds == 0:
+        return
+    from pipeline.console.app import serve
+
+    cs = s.replace(
+        dev_mode=True,  # the console's local demo login
+        console_identity_header="",
+        console_secret=s.console_secret or secrets.token_urlsafe(24),
+    )
+    until = "Ctrl-C stops the demo" if seconds is None else f"it stops after {seconds:g} s"
+    print(f"\nthe analysts' console: sign in with any name (demo login); {until}")
+    await serve(cs, stop_after=seconds)
+
+
+async def _summary(s: Settings, alerts: list[dict[str, Any]], malicious: list[Any]) -> None:
+    """How many alerts, how many name a planted incident, and the Postgres table."""
     latest: dict[str, dict[str, Any]] = {}
     for a in alerts:
         if a["revision"] >= latest.get(a["alert_id"], {"revision": 0})["revision"]:
@@ -97,7 +132,6 @@ async def _demo(args: argparse.Namespace) -> int:
         f"incident; {len(caught)}/{len(malicious)} planted incidents caught"
     )
     await _show_table(s, list(latest))
-    return 0
 
 
 async def _follow_alerts(
