@@ -24,7 +24,7 @@ from pipeline.settings import Settings
 from simbank.broker import partition_count, publish_kafka
 from simbank.simulate import SimConfig, generate
 from simbank.simulate.config import add_size_arguments, config_from_args
-from simbank.workers import WorkerProcess
+from simbank.workers import WorkerProcess, worker_env
 
 # A small bank: a demo shows alerts within seconds.
 DEMO_BANK = SimConfig(seed=11, branches=3, staff=40, customers=3000, days=7)
@@ -99,21 +99,29 @@ async def _demo(args: argparse.Namespace) -> int:
 
 
 async def _console(s: Settings, seconds: float | None) -> None:
-    """Serve the analysts' console on this run's alerts (demo login)."""
+    """Serve the analysts' console on this run's alerts (demo login), as its own
+    ``pipeline console`` process, the way an operator runs it."""
     if seconds is None:
         seconds = None if sys.stdin.isatty() else 20.0
     if seconds == 0:
         return
-    from pipeline.console.app import serve
-
     cs = s.replace(
         dev_mode=True,  # the console's local demo login
         console_identity_header="",
         console_secret=s.console_secret or secrets.token_urlsafe(24),
     )
+    command = [sys.executable, "-m", "pipeline", "console"]
+    if seconds is not None:
+        command += ["--stop-after", f"{seconds:g}"]
     until = "Ctrl-C stops the demo" if seconds is None else f"it stops after {seconds:g} s"
-    print(f"\nthe analysts' console: sign in with any name (demo login); {until}")
-    await serve(cs, stop_after=seconds)
+    print(f"\nthe analysts' console: sign in with any name (demo login); {until}", flush=True)
+    proc = await asyncio.create_subprocess_exec(*command, env=worker_env(cs))
+    try:
+        await proc.wait()
+    finally:
+        if proc.returncode is None:
+            proc.terminate()
+            await proc.wait()
 
 
 async def _summary(s: Settings, alerts: list[dict[str, Any]], malicious: list[Any]) -> None:

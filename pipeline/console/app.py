@@ -290,6 +290,9 @@ async def csrf_check(request: web.Request, handler: Handler) -> web.StreamRespon
     if request.method in ("GET", "HEAD", "OPTIONS"):
         return await handler(request)
     form = await request.post()
+    if any(isinstance(v, str) and "\x00" in v for v in form.values()):
+        # Postgres text cannot hold NUL: refuse here, with a clear 400, not a 500 later.
+        raise web.HTTPBadRequest(text="a form field holds a NUL character")
     token = form.get("csrf")
     analyst = request.get(ANALYST)
     name = analyst.name if analyst is not None else ""

@@ -15,13 +15,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import ssl
 from collections.abc import Callable
 from typing import Any, Protocol
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
+import pipeline.broker.clients as clients
 from pipeline.console.store import ConsoleStore
 from pipeline.settings import Settings
 
@@ -36,32 +36,9 @@ class Sender(Protocol):
     async def send_and_wait(self, topic: str, value: bytes, key: bytes) -> Any: ...
 
 
-def kafka_client_options(s: Settings) -> dict[str, Any]:
-    """aiokafka connection options from the PIPELINE_KAFKA_* settings."""
-    opts: dict[str, Any] = {
-        "bootstrap_servers": s.kafka_bootstrap,
-        "security_protocol": s.kafka_security_protocol,
-    }
-    if s.kafka_security_protocol.startswith("SASL"):
-        opts["sasl_mechanism"] = s.kafka_sasl_mechanism
-        opts["sasl_plain_username"] = s.kafka_sasl_username
-        opts["sasl_plain_password"] = s.kafka_sasl_password
-    if s.kafka_security_protocol.endswith("SSL"):
-        ctx = ssl.create_default_context(cafile=str(s.kafka_ssl_cafile or "") or None)
-        if s.kafka_ssl_certfile:
-            ctx.load_cert_chain(
-                str(s.kafka_ssl_certfile),
-                str(s.kafka_ssl_keyfile) if s.kafka_ssl_keyfile else None,
-                s.kafka_ssl_key_password,
-            )
-        ctx.check_hostname = s.kafka_ssl_check_hostname
-        opts["ssl_context"] = ctx
-    return opts
-
-
 def feedback_producer(s: Settings) -> AIOKafkaProducer:
-    return AIOKafkaProducer(
-        **kafka_client_options(s),
+    return clients.producer(
+        s,
         acks="all",
         enable_idempotence=True,
         request_timeout_ms=10_000,

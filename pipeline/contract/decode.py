@@ -7,7 +7,9 @@ cannot express (``schemas/README.md``, "Checks beyond the schema"):
 - an access's ``customer_id`` is null only for ``search_customers``;
 - an access happened in [2000-01-01, 2100-01-01) UTC;
 - ``timezone`` names a zone of the IANA database known to :mod:`zoneinfo`;
-- ``record_count`` is a JSON integer (``3.0`` is refused).
+- ``record_count`` is a JSON integer (``3.0`` is refused);
+- no string holds a NUL character (``\u0000``): Postgres text cannot store one,
+  so it would stop the sink rather than the record.
 
 A few more checks keep the decoder to what the schemas say where msgspec
 alone would be laxer: the whole value must be UTF-8 (msgspec does not check
@@ -145,11 +147,26 @@ def _load(raw: bytes | None, cls: type[R]) -> R:
                 "not_utf8", f"value is not valid UTF-8 (bad byte at offset {uexc.start})"
             ) from None
     try:
-        return _decoder(cls).decode(raw)
+        rec = _decoder(cls).decode(raw)
     except msgspec.ValidationError as exc:
         raise _classify(exc) from None
     except msgspec.DecodeError as exc:
         raise DecodeError("malformed_json", f"value is not valid JSON: {exc}") from None
+    # JSON can only carry NUL escaped; the substring test is cheap, the walk exact.
+    if b"\\u0000" in raw and has_nul(msgspec.to_builtins(rec)):
+        raise DecodeError("invalid_value", "a string holds a NUL character (\\u0000)")
+    return rec
+
+
+def has_nul(value: Any) -> bool:
+    """Whether a string anywhere in ``value`` (builtins: str, dict, list) holds NUL."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(has_nul(k) or has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(has_nul(v) for v in value)
+    return False
 
 
 def epoch(ts: datetime) -> float:

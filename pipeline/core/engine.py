@@ -5,8 +5,8 @@ and the benchmarks drive this same :class:`Core`:
 
 1. :meth:`Core.offer` takes raw records of the access topic, in each
    partition's order. Each is decoded and checked on arrival (contract, key =
-   ``staff_id``, clock skew: more than ``max_event_skew_s`` ahead of both the
-   partition's watermark and the wall clock); a bad one
+   ``staff_id``, clock skew: more than ``max_event_skew_s`` ahead of the wall
+   clock and of the partition's watermark, when it has one); a bad one
    becomes a dead letter, a good one joins its partition's queue.
 2. :meth:`Core.drain` processes every queue as far as it can and returns an
    :class:`Outbox`: alert revisions (with their new evidence), dead letters,
@@ -210,7 +210,9 @@ class Core:
         else:
             ps.arrived = rec.offset
             skew = self.config.max_event_skew_s
-            if ps.watermark and at > ps.watermark + skew and at > self.clock() + skew:
+            # Ahead of the wall clock, and of the partition's newest access when it has
+            # one: a fresh partition's first record is judged by the clock alone.
+            if at > self.clock() + skew and (not ps.watermark or at > ps.watermark + skew):
                 ps.skew_rejected.append(rec.offset)
                 del ps.skew_rejected[:-SKEW_REJECTED_CAP]
                 self._reject(rec, _skew(at, ps.watermark, self.config.max_event_skew_s))
@@ -440,6 +442,12 @@ class Core:
 
 
 def _skew(at: float, watermark: float, skew: float) -> PoisonError:
+    if not watermark:
+        return PoisonError(
+            "clock_skew",
+            f"occurred_at is more than {skew / 3600:.0f} h ahead of the clock, on a partition "
+            "with no accepted access yet",
+        )
     return PoisonError(
         "clock_skew",
         f"occurred_at is {(at - watermark) / 3600:.1f} h ahead of the partition's newest "

@@ -47,6 +47,7 @@ from typing import Any, Final
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 
+import pipeline.broker.clients as clients
 from pipeline.broker.topics import ensure_topics
 from pipeline.contract.decode import dead_letter, encode
 from pipeline.errors import PoisonError, RetriableError
@@ -148,16 +149,16 @@ class NormalizeAgent:
 
     async def run(self) -> int:
         await ensure_topics(self.settings)
-        consumer = AIOKafkaConsumer(
+        consumer = clients.consumer(
+            self.settings,
             self.source_topic,
-            bootstrap_servers=self.settings.kafka_bootstrap,
             group_id=self.group_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_poll_records=BATCH_RECORDS,
         )
-        producer = AIOKafkaProducer(
-            bootstrap_servers=self.settings.kafka_bootstrap,
+        producer = clients.producer(
+            self.settings,
             acks="all",
             enable_idempotence=True,
             linger_ms=5,

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 import msgspec
 
+from pipeline.contract.decode import has_nul
 from pipeline.contract.records import SEVERITIES, Alert
 
 
@@ -63,16 +64,6 @@ _INT4_MAX = 2**31 - 1
 _SEVERITIES = frozenset(SEVERITIES)
 
 
-def _has_nul(value: Any) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_has_nul(v) for v in value)
-    return False
-
-
 def refusal(alert: Alert) -> str | None:
     """Why the ``alerts`` table would refuse ``alert`` (a poison row), or None."""
     if not 1 <= alert.revision <= _INT4_MAX:
@@ -85,7 +76,7 @@ def refusal(alert: Alert) -> str | None:
         return f"risk_score {alert.risk_score} outside 0..100"
     if alert.status not in ("open", "closed"):
         return f"unknown status {alert.status!r}"
-    if _has_nul(msgspec.to_builtins(alert)):
+    if has_nul(msgspec.to_builtins(alert)):
         return "a NUL character in a text field"
     return None
 

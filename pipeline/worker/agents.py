@@ -146,13 +146,15 @@ def register(app: faust.App, s: Settings, producer: Any = None, backing: Any = N
         async for events in stream.noack_take(STORE_BATCH, within=0.5):
             await rt.guard("learn-from-feedback", rt.on_staff_verdicts(events, stream.ack), _exit)
 
+    # The tails run for the worker's life; one that raises stops the worker like an agent
+    # (a worker whose reference data stopped moving must not go on answering 200).
     @app.task  # type: ignore[untyped-decorator]
     async def reference() -> None:
-        await rt.reference_tail.run()
+        await rt.guard("reference", rt.reference_tail.run(), _exit)
 
     @app.task  # type: ignore[untyped-decorator]
     async def peers() -> None:
-        await rt.peer_tail.run()
+        await rt.guard("peers", rt.peer_tail.run(), _exit)
 
     @app.timer(TICK_S)  # type: ignore[untyped-decorator]
     async def tick() -> None:

@@ -94,7 +94,15 @@ def run_worker(settings: Settings) -> int:
     except SettingsError as exc:
         print(f"pipeline worker: {exc}", file=sys.stderr)
         return EXIT_REFUSED
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)  # with its parents
+    except OSError as exc:
+        print(
+            f"pipeline worker: cannot create PIPELINE_DATA_DIR {settings.data_dir}: "
+            f"{exc.strerror or exc}",
+            file=sys.stderr,
+        )
+        return EXIT_REFUSED
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     try:

@@ -338,6 +338,27 @@ async def test_close_without_a_verdict_is_400(
     assert store.workflows[aid].state == "open"
 
 
+async def test_a_nul_character_in_a_form_is_400_and_changes_nothing(
+    client: TestClient[Any, Any], store: MemoryStore, sender: FakeSender
+) -> None:
+    aid = _top(store)
+    token = _csrf(await (await client.get(f"/alerts/{aid}", headers=ANALYST)).text())
+    r = await client.post(
+        f"/alerts/{aid}/action",
+        data={
+            "action": "close",
+            "csrf": token,
+            "verdict": "false_positive",
+            "comment": "fine\x00",
+            "revision": str(store.alerts[aid]["revision"]),
+        },
+        headers=ANALYST,
+    )
+    assert r.status == 400
+    assert "NUL" in await r.text()
+    assert store.workflows[aid].state == "open"
+
+
 async def test_acknowledging_a_closed_alert_is_409(
     client: TestClient[Any, Any], store: MemoryStore
 ) -> None:

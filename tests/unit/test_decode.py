@@ -512,6 +512,32 @@ def test_feedback_comment_defaults_to_empty() -> None:
 
 
 @pytest.mark.parametrize(
+    ("decode", "record", "field", "value"),
+    [
+        (decode_access_event, EVENT, "branch_id", "BR\x001"),
+        (decode_access_event, EVENT, "customer_id", "C\x00"),
+        (decode_feedback, FEEDBACK, "comment", "looks fine\x00"),
+        (decode_feedback, FEEDBACK, "analyst_id", "\x00"),
+        (decode_staff_record, STAFF, "branch_id", "BR1\x00"),
+        (decode_customer_profile, PROFILE, "related_staff_ids", ["S2", "S\x003"]),
+    ],
+)
+def test_a_nul_character_in_any_string_is_refused(
+    decode: Callable[[bytes], Any], record: dict[str, Any], field: str, value: Any
+) -> None:
+    raw = with_(record, **{field: value})
+    assert b"\\u0000" in raw  # how JSON carries it
+    with pytest.raises(DecodeError) as err:
+        decode(raw)
+    assert err.value.code == "invalid_value" and "NUL" in str(err.value)
+
+
+def test_an_escaped_backslash_before_u0000_is_not_a_nul() -> None:
+    text = "\\u0000 is how JSON writes NUL"
+    assert decode_feedback(with_(FEEDBACK, comment=text)).comment == text
+
+
+@pytest.mark.parametrize(
     ("text", "expected"),
     [
         ("2026-03-02T01:30:00Z", T_0130Z),

@@ -101,6 +101,16 @@ def instant_us(text: str) -> int | None:
     return local - offset * _US
 
 
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
 @dataclass(frozen=True)
 class Spec:
     schema: str
@@ -114,6 +124,9 @@ class Spec:
 
     def oracle(self, obj: Any) -> bool:
         if not self.validator().is_valid(obj):
+            return False
+        known = self.required | self.fields.keys()
+        if _has_nul({k: v for k, v in obj.items() if k in known}):  # extra check 5
             return False
         for name in self.timestamps:
             if isinstance(obj.get(name), str) and instant_us(obj[name]) is None:

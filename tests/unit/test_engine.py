@@ -89,6 +89,17 @@ def test_an_access_far_ahead_of_the_partition_watermark_and_the_clock_is_dead_le
     assert ps.skew_rejected == [1]
 
 
+def test_a_far_future_first_record_of_a_partition_is_dead_lettered() -> None:
+    ref = world(customers=[("C1", "BR1", "normal")])
+    f = Feeder(core(ref, now=LIVE, max_event_skew_s=86400.0))
+    out = f.feed(credit(1, at=T0 + timedelta(days=3)), credit(2, minutes=5))
+    assert [dl.error.code for dl, _ in out.dead_letters] == ["clock_skew"]
+    assert "no accepted access yet" in out.dead_letters[0][0].error.message
+    assert [a.emitted.alert.event_ids for a in out.alerts] == [["ev-S1-2"]]
+    ps = f.core.store.partition(0)
+    assert ps.watermark == pytest.approx((T0 + timedelta(minutes=5)).timestamp())
+
+
 def test_a_redelivered_skew_rejection_is_rejected_again() -> None:
     ref = world(customers=[("C1", "BR1", "normal")])
     f = Feeder(core(ref, now=LIVE, max_event_skew_s=86400.0))

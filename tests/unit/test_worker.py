@@ -241,3 +241,48 @@ def test_health_reports_what_is_missing_and_stalled_agents() -> None:
     h.failed("store-alerts")
     status, body = h.report()
     assert status == 503 and "agent store-alerts is down (1 failures)" in body["problems"]
+
+
+async def test_a_failing_batch_is_counted_marks_the_agent_down_and_stops_the_worker(
+    settings: Settings,
+) -> None:
+    _app, rt = worker(settings, MemorySink(), FakeProducer())
+    rt.health.joined = rt.health.reference_ready = rt.health.peers_ready = True
+    stops: list[str] = []
+
+    async def batch() -> None:
+        await asyncio.sleep(0)
+        raise RuntimeError("a defect in the batch function")
+
+    await rt.guard("store-alerts", batch(), lambda: stops.append("stop"))
+    assert stops == ["stop"]  # the worker stops; the batch was never acknowledged
+    assert sample(rt, "pipeline_batches_dropped_total", agent="store-alerts") == 1.0
+    assert sample(rt, "pipeline_agent_up", agent="store-alerts") == 0.0
+    status, body = rt.health.report()
+    assert status == 503 and any("store-alerts" in p for p in body["problems"])
+
+
+async def test_a_tail_that_raises_stops_the_worker(settings: Settings) -> None:
+    _app, rt = worker(settings, MemorySink(), FakeProducer())
+    stops: list[str] = []
+
+    async def broken_tail() -> None:
+        raise ConnectionError("the reference consumer died")
+
+    await rt.guard("reference", broken_tail(), lambda: stops.append("stop"))
+    assert stops == ["stop"]
+    assert sample(rt, "pipeline_batches_dropped_total", agent="reference") == 1.0
+    assert rt.health.report()[0] == 503
+
+
+async def test_a_cancelled_batch_is_not_a_failure(settings: Settings) -> None:
+    _app, rt = worker(settings, MemorySink(), FakeProducer())
+    stops: list[str] = []
+
+    async def cancelled() -> None:
+        raise asyncio.CancelledError
+
+    with pytest.raises(asyncio.CancelledError):
+        await rt.guard("score-access", cancelled(), lambda: stops.append("stop"))
+    assert stops == []
+    assert sample(rt, "pipeline_batches_dropped_total", agent="score-access") == 0.0

@@ -5,11 +5,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from pipeline.db.roles import RoleError, grant_statements, quote_role
+from pipeline.errors import RetriableError
 from pipeline.settings import Settings, SettingsError
+from pipeline.worker import main as worker_main
 
 
 def _worker(**env: str) -> subprocess.CompletedProcess[str]:
@@ -74,3 +77,26 @@ def test_worker_grants_are_exactly_the_documented_ones() -> None:
 def test_role_names_are_plain_identifiers(bad: str) -> None:
     with pytest.raises(RoleError):
         quote_role(bad)
+
+
+def test_a_nested_data_dir_is_created_with_its_parents(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def unreachable(settings: Settings) -> None:
+        raise RetriableError("no broker here")
+
+    monkeypatch.setattr(worker_main, "prepare", unreachable)
+    nested = tmp_path / "a" / "b" / "worker-0"
+    status = worker_main.run_worker(Settings(dev_mode=True, data_dir=nested))
+    assert nested.is_dir()
+    assert status == worker_main.EXIT_UNREACHABLE  # it got past the directory
+
+
+def test_a_data_dir_that_cannot_be_created_is_refused_in_one_line(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    done = _worker(PIPELINE_DEV_MODE="true", PIPELINE_DATA_DIR=str(blocker / "worker-0"))
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("pipeline worker: cannot create PIPELINE_DATA_DIR")
