@@ -131,6 +131,31 @@ class OutboxPublisher:
         await retrying("publish", lambda: self._send_all(items), self.metrics)
         for dl, _ in out.dead_letters:
             self.metrics.events_dead_lettered.labels(topic=dl.topic, code=dl.error.code).inc()
+            log.warning(
+                "dead-lettered %s[%d]@%d: %s",
+                dl.topic,
+                dl.partition,
+                dl.offset,
+                dl.error.code,
+                extra={
+                    "topic": dl.topic,
+                    "partition": dl.partition,
+                    "offset": dl.offset,
+                    "code": dl.error.code,
+                },
+            )
+        for a in out.alerts:
+            alert = a.emitted.alert
+            log.info(
+                "alert %s revision %d: %s, risk %.0f, %d events (%s)",
+                alert.alert_id,
+                alert.revision,
+                alert.severity,
+                alert.risk_score,
+                alert.event_count,
+                alert.status,
+                extra={"alert_id": alert.alert_id, "staff_id": alert.staff_id},
+            )
         if out.alerts:
             self.metrics.alerts_out.inc(len(out.alerts))
             if self.ocsf is not None:
@@ -153,4 +178,16 @@ class DeadLetterSender:
 
         await retrying("dead_letter", send, self.metrics)
         self.metrics.events_dead_lettered.labels(topic=dl.topic, code=dl.error.code).inc()
-        log.warning("dead-lettered %s[%d]@%d: %s", dl.topic, dl.partition, dl.offset, dl.error.code)
+        log.warning(
+            "dead-lettered %s[%d]@%d: %s",
+            dl.topic,
+            dl.partition,
+            dl.offset,
+            dl.error.code,
+            extra={
+                "topic": dl.topic,
+                "partition": dl.partition,
+                "offset": dl.offset,
+                "code": dl.error.code,
+            },
+        )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -109,7 +110,10 @@ async def until(fn: Any, timeout: float = 10.0) -> None:
     raise AssertionError("condition not met")
 
 
-async def test_access_agent_scores_and_publishes(settings: Settings) -> None:
+async def test_access_agent_scores_and_publishes(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="pipeline.worker.publish")
     sink, producer = MemorySink(), FakeProducer()
     app, rt = worker(settings, sink, producer)
     async with app.agents["score-access"].test_context() as agent:
@@ -126,6 +130,11 @@ async def test_access_agent_scores_and_publishes(settings: Settings) -> None:
     letter = orjson.loads(producer.on(settings.dlq_topic)[0][1] or b"")
     assert letter["error"]["code"] == "malformed_json"
     assert rt.access.holding() == 0, "everything handled was acknowledged"
+    # log lines carry the context fields a JSON log shipper indexes
+    alert_lines = [r for r in caplog.records if getattr(r, "alert_id", None)]
+    assert alert_lines and alert_lines[0].__dict__["staff_id"] == "S1"
+    dl_lines = [r for r in caplog.records if getattr(r, "code", None) == "malformed_json"]
+    assert dl_lines and dl_lines[0].__dict__["topic"] == settings.access_topic
 
 
 async def test_store_agent_writes_alerts_and_dead_letters_what_it_cannot(
