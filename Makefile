@@ -1,7 +1,8 @@
 # The two commands of the README:
 #   make demo   - install, start Kafka + Postgres, run a simulated bank through a worker, show alerts
-#   make test   - install, start what is not running, run unit + integration tests (the console's
-#                 in Debian's chromium, installed by infra/chromium.sh), stop what it started
+#   make test   - install, ruff and mypy (strict), start what is not running, run unit,
+#                 integration and chaos tests (the console's in Debian's chromium,
+#                 installed by infra/chromium.sh), stop what it started
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -39,7 +40,7 @@ down:
 demo: install up
 	$(BIN)/simbank demo
 
-test: install
+test: install lint typecheck
 	bash infra/chromium.sh
 	bash infra/with-services.sh $(BIN)/python -m pytest -q
 
