@@ -115,6 +115,7 @@ class Incident(Struct, gc=False):
     model: ModelInfo | None = None
     fresh: list[Evidence] = field(default_factory=list)
     evidence_sent: int = 0
+    verdict: str | None = None  # the analyst's latest, carried to the SIEM's later revisions
 
     def add(self, ev: Evidence) -> None:
         if ev.at < self.first_at:
@@ -159,6 +160,7 @@ class Emitted:
 
     alert: Alert
     evidence: list[Evidence]
+    verdict: str | None = None  # an analyst's verdict already given on this alert
 
 
 def severity(inc: Incident, cfg: RiskConfig) -> Severity:
@@ -326,7 +328,7 @@ class IncidentTracker:
         fresh = inc.fresh
         inc.fresh = []
         inc.evidence_sent += len(fresh)
-        return Emitted(self.alert(staff_id, inc, now, status), fresh)
+        return Emitted(self.alert(staff_id, inc, now, status), fresh, inc.verdict)
 
     def alert(self, staff_id: str, inc: Incident, now: float, status: str = "open") -> Alert:
         reasons = sorted(

@@ -438,6 +438,9 @@ class Core:
     ) -> bool:
         """An analyst's verdict on one of ``staff_id``'s alerts (once per alert)."""
         st = self.store.staff(staff_id, partition)
+        inc = st.risk.incident
+        if inc is not None and inc.alert_id == alert_id:
+            inc.verdict = verdict  # later revisions tell the SIEM it was reviewed
         return st.behaviour.apply_feedback(alert_id, verdict, codes)
 
 

@@ -111,7 +111,7 @@ class OutboxPublisher:
                     (
                         s.ocsf_topic,
                         alert.alert_id.encode(),
-                        self.ocsf(msgspec.to_builtins(alert), None),
+                        self.ocsf(msgspec.to_builtins(alert), a.emitted.verdict),
                     )
                 )
             if a.emitted.evidence:

@@ -321,6 +321,19 @@ def test_feedback_applies_once_per_alert_and_never_to_policy_codes() -> None:
     assert fb["other_branch_customer_access"] == 0.5, "a true positive restores"
 
 
+def test_a_verdict_on_the_open_incident_rides_on_its_later_revisions() -> None:
+    f = Feeder(core(world(customers=[("C1", "BR1", "normal")])))
+    first = f.feed(credit(1))
+    (out,) = first.alerts
+    assert out.emitted.verdict is None
+    alert_id = out.emitted.alert.alert_id
+    f.core.apply_feedback("S1", 0, alert_id, "benign_true_positive", [CREDIT])
+    later = f.feed(credit(2, minutes=5))  # a second violation: a new revision
+    assert [(a.emitted.alert.alert_id, a.emitted.verdict) for a in later.alerts] == [
+        (alert_id, "benign_true_positive")
+    ]
+
+
 def test_an_unreadable_state_is_reset_counted_and_processing_goes_on() -> None:
     ref = world(customers=[("C1", "BR1", "normal")])
     c = core(ref)
