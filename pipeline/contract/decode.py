@@ -240,6 +240,12 @@ def _check_offsets(raw: bytes | None, record: Any, *names: str) -> None:
 
 def decode_access_event(raw: bytes | None) -> AccessEvent:
     """Decode one ``{prefix}access-events`` value; raise :class:`DecodeError` if invalid."""
+    return decode_access_event_at(raw)[0]
+
+
+def decode_access_event_at(raw: bytes | None) -> tuple[AccessEvent, float]:
+    """:func:`decode_access_event`, with ``occurred_at`` as UTC epoch seconds (computed
+    for the range check anyway; the core needs it for every access)."""
     ev = _load(raw, AccessEvent)
     if ev.customer_id is None and ev.action != "search_customers":
         raise DecodeError(
@@ -262,7 +268,7 @@ def decode_access_event(raw: bytes | None) -> AccessEvent:
             f"field 'occurred_at' is outside 2000-01-01..2099-12-31 UTC: {ev.occurred_at}",
             "occurred_at",
         )
-    return ev
+    return ev, at
 
 
 def decode_staff_record(raw: bytes | None) -> StaffRecord:

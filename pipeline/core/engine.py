@@ -39,7 +39,7 @@ from typing import NamedTuple
 
 from pipeline.alerts.ids import Pseudonymizer
 from pipeline.alerts.incidents import Emitted, IncidentTracker, RiskConfig
-from pipeline.contract.decode import DecodeError, dead_letter, decode_access_event
+from pipeline.contract.decode import DecodeError, dead_letter, decode_access_event_at
 from pipeline.contract.records import AccessEvent, DeadLetter
 from pipeline.core.calendar import calendar
 from pipeline.core.state import RECENT_IDS, SKEW_REJECTED_CAP, PartitionState, StaffState
@@ -189,7 +189,7 @@ class Core:
         self.stats.events += 1
         ps = self.store.partition(rec.partition)
         try:
-            ev = decode_access_event(rec.value)
+            ev, at = decode_access_event_at(rec.value)
         except DecodeError as err:
             self._reject(rec, err)
             ps.arrived = max(ps.arrived, rec.offset)
@@ -201,7 +201,6 @@ class Core:
             )
             ps.arrived = max(ps.arrived, rec.offset)
             return
-        at = ev.occurred_at.timestamp()
         if rec.offset <= ps.arrived:
             # Seen before a restart: decide as then (the watermark has moved since).
             if rec.offset in ps.skew_rejected:
@@ -387,10 +386,11 @@ class Core:
     def _score(self, p: int, item: Queued, st: StaffState) -> None:
         ev = item.event
         e = self.reference.enrich(ev, item.at)
-        complete = self.book.complete_through()
-        view = self.book.view(item.day - 1) if complete is not None else None
+        # The peer view of the day before (ready: complete through it, see _ready).
+        view = self.book.view(item.day - 1) if self.book.complete_through() is not None else None
         b = st.behaviour
-        b.roll(item.day, groups_of(e), view)
+        if item.day > b.day:  # (roll ignores an access of its current day or an earlier one)
+            b.roll(item.day, groups_of(e), view)
         signals = evaluate_rules(e)
         off_shift = (
             ev.customer_id is not None

@@ -25,10 +25,16 @@ anomalous only when its features' positive excesses over the peer means
 excess, largest first, with the raw value, the peers' mean (``baseline``),
 the employee's own mean (``own_baseline``) and the share of the excess.
 
-Cost: ~20 µs per learned sample, ~15 µs per score (10 trees of height 8);
-training a role's model ~15 ms, once per role and peer day. River builds the
-trees themselves (~40 ms) on a forest's first sample; forests of evicted
-models are reset and reused instead.
+**The forest.** River draws the trees (split features and thresholds, from
+the seed) once per :class:`GroupModels`; every model's :class:`Forest` shares
+them and holds only its masses, in flat lists, and learns and scores exactly
+as River's ``HalfSpaceTrees`` does (the same walk and the same arithmetic, so
+the same scores to the last bit; ``tests/unit/test_model.py`` checks). A
+River forest is ~5,000 node objects: building one per model cost ~40 ms, most
+of it in the garbage collector's full passes that so many new objects set off.
+
+Cost: ~10 µs per learned sample, ~8 µs per score (10 trees of height 8);
+training a role's model a few ms, once per role and peer day.
 """
 
 from __future__ import annotations
@@ -36,7 +42,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Final, Protocol, cast
+from typing import Any, Final
 
 from river.anomaly import HalfSpaceTrees
 
@@ -66,10 +72,105 @@ def scale(raw: Sequence[float]) -> list[float]:
     ]
 
 
-class _Forest(Protocol):
-    def score_one(self, x: dict[str, float]) -> float: ...
+@dataclass(frozen=True, slots=True)
+class Trees:
+    """The structure of a Half-Space Trees forest, shared by every :class:`Forest` of it.
 
-    def learn_one(self, x: dict[str, float]) -> None: ...
+    Each tree is complete, in heap order: branch ``i`` (``0 <= i < 2**height - 1``)
+    splits on feature index ``features[t][i]`` (into FEATURES) at ``thresholds[t][i]``;
+    its children are nodes ``2i + 1`` (below the threshold) and ``2i + 2``; nodes from
+    ``2**height - 1`` on are the leaves."""
+
+    height: int
+    window_size: int
+    features: tuple[tuple[int, ...], ...]
+    thresholds: tuple[tuple[float, ...], ...]
+
+    @property
+    def nodes(self) -> int:
+        return (1 << (self.height + 1)) - 1
+
+    @classmethod
+    def drawn(cls, n_trees: int, height: int, window_size: int, seed: int) -> Trees:
+        """The trees River's ``HalfSpaceTrees`` draws with these parameters, for
+        FEATURES in [0, 1] (River builds them on the first sample it learns)."""
+        river: Any = HalfSpaceTrees(
+            n_trees=n_trees, height=height, window_size=window_size, seed=seed
+        )
+        river.learn_one(dict.fromkeys(FEATURES, 0.0))
+        index = {name: i for i, name in enumerate(FEATURES)}
+        features: list[tuple[int, ...]] = []
+        thresholds: list[tuple[float, ...]] = []
+        for root in river.trees:
+            level: list[Any] = [root]
+            feats: list[int] = []
+            thrs: list[float] = []
+            for _ in range(height):  # breadth first: heap order
+                feats += [index[node.feature] for node in level]
+                thrs += [node.threshold for node in level]
+                level = [child for node in level for child in node.children]
+            features.append(tuple(feats))
+            thresholds.append(tuple(thrs))
+        return cls(height, window_size, tuple(features), tuple(thresholds))
+
+
+class Forest:
+    """The masses of one Half-Space Trees forest over shared :class:`Trees`.
+
+    ``learn_one`` and ``score_one`` are River's (``river.anomaly.hst``: ``learn_one``,
+    ``_walk_learn``, ``score_one``, ``_walk_score``) step for step, over feature lists
+    in FEATURES order instead of dicts: the masses are integers, and every score is
+    computed with the same operations in the same order, so it is bit-identical."""
+
+    __slots__ = ("counter", "first_window", "l_mass", "r_mass", "trees")
+
+    def __init__(self, trees: Trees) -> None:
+        self.trees = trees
+        n = trees.nodes
+        self.l_mass = [[0] * n for _ in trees.features]
+        self.r_mass = [[0] * n for _ in trees.features]
+        self.counter = 0
+        self.first_window = True
+
+    def learn_one(self, x: Sequence[float]) -> None:
+        trees = self.trees
+        height = trees.height
+        for feats, thrs, mass in zip(trees.features, trees.thresholds, self.l_mass, strict=True):
+            i = 0
+            for _ in range(height):
+                mass[i] += 1
+                i = 2 * i + 1 if x[feats[i]] < thrs[i] else 2 * i + 2
+            mass[i] += 1
+        self.counter += 1
+        if self.counter == trees.window_size:  # River's pivot: r_mass = l_mass, l_mass = 0
+            self.r_mass = self.l_mass
+            self.l_mass = [[0] * trees.nodes for _ in trees.features]
+            self.first_window = False
+            self.counter = 0
+
+    def score_one(self, x: Sequence[float]) -> float:
+        if self.first_window:
+            return 0.0
+        trees = self.trees
+        height = trees.height
+        size_limit = 0.1 * trees.window_size
+        score = 0.0
+        for feats, thrs, mass in zip(trees.features, trees.thresholds, self.r_mass, strict=True):
+            i = 0
+            depth_pow = 1
+            s = 0.0
+            for _ in range(height):
+                r = mass[i]
+                s += r * depth_pow
+                if r < size_limit:
+                    break
+                i = 2 * i + 1 if x[feats[i]] < thrs[i] else 2 * i + 2
+                depth_pow <<= 1
+            else:
+                s += mass[i] * depth_pow
+            score += s
+        # River's _max_score: n_trees * window_size * (2 ** (height + 1) - 1)
+        return 1 - score / (len(trees.features) * trees.window_size * trees.nodes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +184,7 @@ class ModelResult:
 @dataclass(slots=True)
 class TrainedModel:
     role: str
-    forest: _Forest
+    forest: Forest
     threshold: float
     peer_mean: list[float]  # raw feature means of the training samples
     peer_scaled: list[float]
@@ -91,7 +192,7 @@ class TrainedModel:
 
     def score(self, raw: list[float], own_mean: list[float] | None) -> ModelResult:
         scaled = scale(raw)
-        s = float(self.forest.score_one(dict(zip(FEATURES, scaled, strict=True))))
+        s = self.forest.score_one(scaled)
         excess = [v - b for v, b in zip(scaled, self.peer_scaled, strict=True)]
         total = sum(e for e in excess if e > 0.0)
         anomalous = total >= MIN_EXCESS and s > self.threshold
@@ -147,9 +248,8 @@ class GroupModels:
         self.window_size = window_size
         self.quantile = quantile
         self._cache: dict[tuple[int, str], TrainedModel | None] = {}
-        self._spare: list[Any] = []  # forests of evicted models, reset before reuse
+        self._trees: Trees | None = None  # drawn on first use, shared by every forest
         self.built = 0  # models trained
-        self.forests = 0  # forests constructed (the rest were recycled)
 
     @property
     def version(self) -> str:
@@ -161,32 +261,14 @@ class GroupModels:
             if len(self._cache) >= CACHED_MODELS:
                 oldest = min(d for d, _ in self._cache)
                 for k in [k for k in self._cache if k[0] == oldest]:
-                    evicted = self._cache.pop(k)
-                    if evicted is not None:
-                        self._spare.append(evicted.forest)
+                    del self._cache[k]
             self._cache[key] = self._build(view, role)
         return self._cache[key]
 
-    def _forest(self) -> Any:
-        """A forest with no mass: a recycled one (River builds the same trees from the same
-        seed, so only the masses and the window position need resetting) or a new one;
-        building the trees costs far more than learning a day of samples."""
-        if self._spare:
-            forest = self._spare.pop()
-            for nodes in forest._tree_nodes:
-                for node in nodes:
-                    node.l_mass = 0
-                    node.r_mass = 0
-            forest.counter = 0
-            forest._first_window = True
-            return forest
-        self.forests += 1
-        return HalfSpaceTrees(
-            n_trees=self.n_trees,
-            height=self.height,
-            window_size=self.window_size,
-            seed=self.seed,
-        )
+    def _forest(self) -> Forest:
+        if self._trees is None:
+            self._trees = Trees.drawn(self.n_trees, self.height, self.window_size, self.seed)
+        return Forest(self._trees)
 
     def _build(self, view: PeerView, role: str) -> TrainedModel | None:
         days = view.samples.get(f"r:{role}", [])[-3:]
@@ -196,19 +278,18 @@ class GroupModels:
         last = [x for _, x in days[-1]]
         if len(history) < self.window_size or len(last) < 20:
             return None
-        forest = cast(_Forest, self._forest())
+        forest = self._forest()
         for x in history:
-            forest.learn_one(dict(zip(FEATURES, scale(x), strict=True)))
+            forest.learn_one(scale(x))
         every = history + last
         peer_mean = [sum(col) / len(every) for col in zip(*every, strict=True)]
         peer_scaled = scale(peer_mean)
         scores = []
         for x in last:
             sx = scale(x)
-            d = dict(zip(FEATURES, sx, strict=True))
             excess = sum(max(0.0, v - b) for v, b in zip(sx, peer_scaled, strict=True))
-            scores.append(float(forest.score_one(d)) if excess >= MIN_EXCESS else 0.0)
-            forest.learn_one(d)
+            scores.append(forest.score_one(sx) if excess >= MIN_EXCESS else 0.0)
+            forest.learn_one(sx)
         scores.sort()
         q = scores[min(len(scores) - 1, int(self.quantile * len(scores)))]
         self.built += 1

@@ -39,18 +39,42 @@ class GroupStats:
     squares: dict[str, float] = field(default_factory=dict)
 
 
+DaySamples = dict[str, list[tuple[int, list[float]]]]  # role group -> (hash, x), by hash
+
+
+def day_samples(per_day: list[PeerDay]) -> DaySamples:
+    """One day's model samples of every role group: all partitions', sorted by hash, the
+    first ``SAMPLES_PER_GROUP``."""
+    merged: DaySamples = {}
+    for rec in per_day:
+        for role, recs in rec.samples.items():
+            merged.setdefault(role, []).extend((s.h, s.x) for s in recs)
+    for role, pairs in merged.items():
+        pairs.sort(key=lambda hx: hx[0])
+        merged[role] = pairs[:SAMPLES_PER_GROUP]
+    return merged
+
+
 class PeerView:
-    """Per-staff-day means and variances of every group over a window of complete days."""
+    """Per-staff-day means and variances of every group over a window of complete days.
+
+    ``samples_by_day``: :func:`day_samples` of each of ``days`` when the caller has them
+    (the book keeps them per day: each view of the window would merge the same days
+    again); they are shared, read-only."""
 
     __slots__ = ("day", "groups", "samples")
 
-    def __init__(self, day: int, days: list[list[PeerDay]]) -> None:
+    def __init__(
+        self,
+        day: int,
+        days: list[list[PeerDay]],
+        samples_by_day: list[DaySamples] | None = None,
+    ) -> None:
         self.day = day
         self.groups: dict[str, GroupStats] = {}
         # role group -> per day (oldest first) -> samples sorted by hash (for the models)
         self.samples: dict[str, list[list[tuple[int, list[float]]]]] = {}
-        for per_day in days:
-            day_samples: dict[str, list[tuple[int, list[float]]]] = {}
+        for k, per_day in enumerate(days):
             for rec in per_day:
                 for name, g in rec.groups.items():
                     st = self.groups.get(name)
@@ -61,11 +85,9 @@ class PeerView:
                         st.sums[code] = st.sums.get(code, 0.0) + v
                     for code, v in g.squares.items():
                         st.squares[code] = st.squares.get(code, 0.0) + v
-                for role, recs in rec.samples.items():
-                    day_samples.setdefault(role, []).extend((s.h, s.x) for s in recs)
-            for role, pairs in day_samples.items():
-                pairs.sort(key=lambda hx: hx[0])
-                self.samples.setdefault(role, []).append(pairs[:SAMPLES_PER_GROUP])
+            merged = day_samples(per_day) if samples_by_day is None else samples_by_day[k]
+            for role, pairs in merged.items():
+                self.samples.setdefault(role, []).append(pairs)
 
     def staff_days(self, group: str) -> int:
         st = self.groups.get(group)
@@ -95,6 +117,7 @@ class PeerBook:
         self.closed: dict[int, int] = {}  # partition -> last bank day it published
         self.watermarks: dict[int, float] = {}
         self._views: dict[int, PeerView] = {}
+        self._samples: dict[int, DaySamples] = {}  # day_samples of each day, until it changes
         self._complete: int | None = None
 
     def add(self, rec: PeerRecord) -> bool:
@@ -109,6 +132,7 @@ class PeerBook:
         per_day = self.days.setdefault(rec.day, {})
         known = per_day.get(rec.partition)
         per_day[rec.partition] = rec
+        self._samples.pop(rec.day, None)
         if known is None:
             self._views.pop(rec.day, None)
         return self._close(rec.partition, rec.day) or known is None
@@ -137,12 +161,15 @@ class PeerBook:
             if complete is None or day > complete:
                 raise ValueError(f"peer day {day} is not complete (complete through {complete})")
             lo = day - self.window_days
-            span = [
-                sorted(self.days[d].values(), key=lambda r: r.partition)
-                for d in sorted(self.days)
-                if lo < d <= day
-            ]
-            v = self._views[day] = PeerView(day, span)
+            window = [d for d in sorted(self.days) if lo < d <= day]
+            span = [sorted(self.days[d].values(), key=lambda r: r.partition) for d in window]
+            samples = []
+            for d, per_day in zip(window, span, strict=True):
+                merged = self._samples.get(d)
+                if merged is None:
+                    merged = self._samples[d] = day_samples(per_day)
+                samples.append(merged)
+            v = self._views[day] = PeerView(day, span, samples)
             if len(self._views) > 8:
                 del self._views[min(self._views)]
         return v
@@ -153,3 +180,4 @@ class PeerBook:
         horizon = self._complete - self.window_days - 3
         for d in [d for d in self.days if d < horizon]:
             del self.days[d]
+            self._samples.pop(d, None)
