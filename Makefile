@@ -27,9 +27,9 @@ constraints:
 		--python-version 3.11 --python-platform x86_64-manylinux_2_28 \
 		--custom-compile-command 'make constraints' --output-file constraints.txt
 
-# The settings table of docs/operations.md, from pipeline/settings.py.
+# The settings tables of docs/operations.md and README.md, from pipeline/settings.py.
 docs: install
-	$(BIN)/python -m pipeline.settings_doc --write docs/operations.md
+	$(BIN)/python -m pipeline.settings_doc --write docs/operations.md --write README.md
 
 up: install
 	bash infra/up.sh

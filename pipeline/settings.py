@@ -1,8 +1,9 @@
 """Every ``PIPELINE_*`` setting, typed and validated, declared once.
 
 The contract fixes the first seven ("Running a worker"); the others have
-defaults that work on one machine, and the README's settings table lists
-them all (``tests/unit/test_settings.py`` keeps the two in step).
+defaults that work on one machine. The settings tables of the README and
+docs/operations.md list them all, generated from the fields' docstrings
+(``pipeline.settings_doc``; ``tests/unit/test_settings_doc.py`` keeps them current).
 
 ``Settings()`` is the defaults alone; :meth:`Settings.from_env` reads the
 environment (or a given mapping). Secrets can come from files: for every

@@ -1,11 +1,12 @@
 """The settings table of the docs, generated from :class:`pipeline.settings.Settings`.
 
 Every field becomes one row ``| PIPELINE_X | default | meaning |``; the meaning
-is the field's docstring. ``docs/operations.md`` holds the table between two
-markers, and ``tests/unit/test_settings_doc.py`` keeps it equal to this output.
+is the field's docstring. ``docs/operations.md`` and ``README.md`` hold the
+table between two markers (``make docs`` rewrites both), and
+``tests/unit/test_settings_doc.py`` keeps them equal to this output.
 
     python -m pipeline.settings_doc                      # print the table
-    python -m pipeline.settings_doc --write docs/operations.md
+    python -m pipeline.settings_doc --write docs/operations.md --write README.md
     python -m pipeline.settings_doc --check docs/operations.md
 """
 
@@ -20,7 +21,7 @@ from typing import Any
 
 from pipeline.settings import ENV_PREFIX, SECRET_FIELDS, Settings
 
-REGENERATE = "python -m pipeline.settings_doc --write docs/operations.md"
+REGENERATE = "make docs"
 BEGIN = f"<!-- settings-table: begin (generated: {REGENERATE}) -->"
 END = "<!-- settings-table: end -->"
 HEADER = "| variable | default | meaning |\n|---|---|---|"
@@ -84,24 +85,28 @@ def with_table(document: str) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipeline.settings_doc", description=__doc__)
     group = parser.add_mutually_exclusive_group()
-    group.add_argument("--write", type=Path, metavar="DOC", help="rewrite the table in DOC")
-    group.add_argument("--check", type=Path, metavar="DOC", help="exit 1 if DOC's table is stale")
+    group.add_argument(
+        "--write", type=Path, metavar="DOC", action="append", help="rewrite the table in DOC"
+    )
+    group.add_argument(
+        "--check", type=Path, metavar="DOC", action="append", help="exit 1 if DOC is stale"
+    )
     args = parser.parse_args(argv)
     if args.write is None and args.check is None:
         sys.stdout.write(settings_table())
         return 0
-    path: Path = args.write or args.check
-    current = path.read_text(encoding="utf-8")
-    updated = with_table(current)
-    if args.check is not None:
-        if updated != current:
-            print(f"{path}: the settings table is stale; run {REGENERATE}", file=sys.stderr)
-            return 1
-        return 0
-    if updated != current:
-        path.write_text(updated, encoding="utf-8")
-        print(f"{path}: settings table rewritten")
-    return 0
+    status = 0
+    for path in args.write or args.check:
+        current = path.read_text(encoding="utf-8")
+        updated = with_table(current)
+        if args.check is not None:
+            if updated != current:
+                print(f"{path}: the settings table is stale; run {REGENERATE}", file=sys.stderr)
+                status = 1
+        elif updated != current:
+            path.write_text(updated, encoding="utf-8")
+            print(f"{path}: settings table rewritten")
+    return status
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""docs/operations.md: the generated settings table, and every metric and alert documented."""
+"""docs/operations.md and README.md: the generated settings table, and every metric and alert documented."""
 
 from __future__ import annotations
 
@@ -16,12 +16,13 @@ ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "operations.md"
 
 
-def test_the_table_in_the_doc_is_the_generated_one() -> None:
-    text = DOC.read_text(encoding="utf-8")
+@pytest.mark.parametrize("doc", [DOC, ROOT / "README.md"], ids=["operations", "readme"])
+def test_the_table_in_the_doc_is_the_generated_one(doc: Path) -> None:
+    text = doc.read_text(encoding="utf-8")
     assert settings_doc.with_table(text) == text, (
-        "docs/operations.md is stale: run " + settings_doc.REGENERATE
+        f"{doc.name} is stale: run " + settings_doc.REGENERATE
     )
-    assert settings_doc.main(["--check", str(DOC)]) == 0
+    assert settings_doc.main(["--check", str(doc)]) == 0
 
 
 def test_the_table_has_every_setting_once_with_its_default() -> None:
