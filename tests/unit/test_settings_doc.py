@@ -1,4 +1,4 @@
-"""docs/operations.md and README.md: the generated settings table, and every metric and alert documented."""
+"""README.md and docs/operations.md: the generated settings table; every metric documented."""
 
 from __future__ import annotations
 
