@@ -52,6 +52,11 @@ def create_app(settings: Settings) -> faust.App:
         producer_linger_ms=5,
         producer_max_request_size=4 * 1024 * 1024,
         table_standby_replicas=0,
+        # The access agent holds records unacknowledged on purpose (the day barrier);
+        # waiting for them to be acknowledged would stall every shutdown and every
+        # rebalance. Nothing needs the wait: unacknowledged records are read again by
+        # the partition's next owner, and the state says which ones it already holds.
+        stream_wait_empty=False,
         broker_session_timeout=settings.session_timeout_s,
         broker_heartbeat_interval=min(3.0, settings.session_timeout_s / 3),
         consumer_group_instance_id=settings.instance_id,

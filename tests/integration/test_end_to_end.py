@@ -155,6 +155,26 @@ async def test_event_in_alert_out(
     assert set(stored["event_ids"]) == set(latest["event_ids"])
     assert json.loads(stored["payload"])["alert_id"] == latest["alert_id"]
 
+    # What the console shows comes from the worker: every revision, and the evidence
+    # accesses with pseudonymized customers.
+    revisions = await db.fetch(
+        "SELECT revision FROM alert_revisions WHERE alert_id = $1 ORDER BY revision",
+        latest["alert_id"],
+    )
+    assert [r["revision"] for r in revisions] == list(range(1, latest["revision"] + 1))
+
+    async def evidence() -> Any:
+        rows = await db.fetch(
+            "SELECT event_id, customer_ref, staff_id FROM alert_evidence WHERE alert_id = $1",
+            latest["alert_id"],
+        )
+        return rows if {r["event_id"] for r in rows} >= set(latest["event_ids"]) else None
+
+    rows = await wait_for(evidence)
+    assert {r["event_id"] for r in rows} == set(latest["event_ids"])
+    assert all(r["staff_id"] == "S1" for r in rows)
+    assert all((r["customer_ref"] or "").startswith("cref-") for r in rows)
+
     metrics = worker.metrics()
     # Summed over label sets (the counter is per topic).
     assert worker.metric("pipeline_events_in_total") == 13

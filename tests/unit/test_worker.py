@@ -295,3 +295,10 @@ async def test_a_cancelled_batch_is_not_a_failure(settings: Settings) -> None:
         await rt.guard("score-access", cancelled(), lambda: stops.append("stop"))
     assert stops == []
     assert sample(rt, "pipeline_batches_dropped_total", agent="score-access") == 0.0
+
+
+def test_stopping_does_not_wait_for_records_held_at_the_day_barrier(settings: Settings) -> None:
+    # Faust's default waits until every record taken is acknowledged before a
+    # rebalance or a shutdown completes; the access agent holds records on purpose.
+    app = create_app(settings)
+    assert app.conf.stream_wait_empty is False
