@@ -69,6 +69,8 @@ async def _demo(args: argparse.Namespace) -> int:
         partitions=args.partitions,
         web_port=base.web_port,
         data_dir=args.log_dir / run_id,
+        # A simulated bank: the placeholder pseudonym key is fine here.
+        dev_mode=True,
     )
     print(f"demo run {run_id}: Kafka {s.kafka_bootstrap}, Postgres {s.database_url.split('@')[-1]}")
     t0 = time.monotonic()
