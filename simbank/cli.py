@@ -11,6 +11,8 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from simbank.simulate.config import ConfigError
+
 SUBCOMMANDS = {
     "simulate": ("simbank.simulate.cli", "generate a labelled simulated bank"),
     "evaluate": ("simbank.evaluate.run", "run a labelled simulation through the real pipeline"),
@@ -30,7 +32,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
-    rc: int = importlib.import_module(SUBCOMMANDS[args.command][0]).run(args)
+    try:
+        rc: int = importlib.import_module(SUBCOMMANDS[args.command][0]).run(args)
+    except ConfigError as exc:  # a simulated bank that cannot be: say so in one line
+        print(f"simbank {args.command}: {exc}", file=sys.stderr)
+        return 2
     return rc
 
 
