@@ -162,6 +162,7 @@ def register(app: faust.App, s: Settings, producer: Any = None, backing: Any = N
         rt.health.peers_ready = rt.peer_tail.ready.is_set()
         if app.in_recovery or not rt.ready:
             return
+        rt.freeze_loaded_heap()
         rt.core.assign(consumer.assigned())
         await rt.guard("score-access", rt.access.tick(), _exit)
         rt.health.progress("score-access", rt.access.holding())

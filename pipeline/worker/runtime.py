@@ -8,6 +8,7 @@ be tested on its own with in-memory twins.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -58,6 +59,7 @@ class Runtime:
         self.settings = s
         self.metrics = metrics or WorkerMetrics()
         self.health = Health()
+        self._heap_frozen = False
         self.reference = ReferenceState()
         self.book = PeerBook(s.partitions)
         self.pseudonymizer = Pseudonymizer(s.pseudonym_key, raw=s.raw_customer_ids)
@@ -110,6 +112,20 @@ class Runtime:
             self.metrics.state_resets.labels(kind="peer_day", reason="corrupt").inc()
             return
         self.book.add(rec)
+
+    def freeze_loaded_heap(self) -> bool:
+        """Once the reference data and peer statistics are loaded, move every object then
+        alive to the collector's permanent generation (``gc.freeze``): they live as long
+        as the worker, and a full collection would otherwise walk them all again and
+        again (tens of ms per million profiles, during which nothing is scored).
+        Returns True the one time it froze."""
+        if self._heap_frozen or not self.ready:
+            return False
+        self._heap_frozen = True
+        gc.collect()
+        gc.freeze()
+        log.info("reference data loaded: %d objects frozen out of the GC", gc.get_freeze_count())
+        return True
 
     @property
     def ready(self) -> bool:

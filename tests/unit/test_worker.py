@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import Iterator
 from pathlib import Path
@@ -302,3 +303,16 @@ def test_stopping_does_not_wait_for_records_held_at_the_day_barrier(settings: Se
     # rebalance or a shutdown completes; the access agent holds records on purpose.
     app = create_app(settings)
     assert app.conf.stream_wait_empty is False
+
+
+def test_the_loaded_heap_is_frozen_once_the_reference_data_is_in(settings: Settings) -> None:
+    _app, rt = worker(settings, MemorySink(), FakeProducer())
+    rt.reference_tail.ready.clear()
+    try:
+        assert not rt.freeze_loaded_heap(), "not before the reference data is loaded"
+        rt.reference_tail.ready.set()
+        assert rt.freeze_loaded_heap()
+        assert gc.get_freeze_count() > 0
+        assert not rt.freeze_loaded_heap(), "only once"
+    finally:
+        gc.unfreeze()
