@@ -369,6 +369,11 @@ def deltas(before: kit.Scrape, after: kit.Scrape) -> dict[str, Any]:
         "postgres_write_alerts_mean_s": mean(
             "pipeline_postgres_write_seconds", operation="write_alerts"
         ),
+        "state_writes": d("pipeline_state_writes_total"),
+        "access_cycle_phase_seconds": {
+            phase: round(d("pipeline_batch_phase_seconds_sum", phase=phase), 2)
+            for phase in ("score", "publish", "state", "ack")
+        },
         "peer_wait_count": d("pipeline_peer_wait_seconds_count"),
         "peer_wait_mean_s": mean("pipeline_peer_wait_seconds"),
         "worker_cpu_seconds": round(after.cpu - before.cpu, 1),

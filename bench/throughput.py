@@ -44,8 +44,9 @@ counted as processed minus redelivered duplicates).
 Besides events/s each mode reports the CPU seconds of the consuming
 process(es) over the timed span, and the cores the whole machine was busy
 (``/proc/stat``: the broker, Postgres and anything else running count too).
-Prints a table, writes ``bench/results/throughput.json``, deletes the run's
-topics and its Postgres schema. Nothing is asserted.
+Prints a table, appends the run to ``bench/results/throughput.json`` (the
+last five runs are kept: figures on a shared machine vary from run to run),
+deletes the run's topics and its Postgres schema. Nothing is asserted.
 
     PYTHONPATH=. .venv/bin/python bench/throughput.py \\
         --bootstrap 127.0.0.1:19292 \\
@@ -288,6 +289,7 @@ def _worker_figures(
         "duplicates_skipped": sum(x.total("pipeline_events_duplicate_total") for x in last),
         "dead_lettered": sum(x.total("pipeline_events_dead_lettered_total") for x in last),
         "alerts_out": sum(x.total("pipeline_alerts_out_total") for x in last),
+        "state_writes": sum(x.total("pipeline_state_writes_total") for x in last),
         "batches_dropped": sum(x.total("pipeline_batches_dropped_total") for x in last),
         "poll_seconds": round(readings[1].at - readings[0].at, 3) if len(readings) > 1 else None,
         "batch_phase_seconds": {
@@ -510,10 +512,24 @@ def main() -> int:
     doc = asyncio.run(orchestrate(args))
     print()
     print(table(doc))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(doc, indent=2) + "\n")
+    save(args.out, doc)
     print(f"wrote {args.out}")
     return 0
+
+
+KEEP_RUNS: Final = 5
+
+
+def save(path: Path, doc: dict[str, Any]) -> None:
+    """Append ``doc`` to the runs of the results file (the last KEEP_RUNS are kept)."""
+    runs: list[dict[str, Any]] = []
+    if path.exists():
+        with contextlib.suppress(ValueError, KeyError, TypeError):
+            runs = list(json.loads(path.read_text())["runs"])
+    runs = [*runs, doc][-KEEP_RUNS:]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    out = {"benchmark": "throughput", "runs": runs}
+    path.write_text(json.dumps(out, indent=2) + "\n")
 
 
 if __name__ == "__main__":
