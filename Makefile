@@ -48,8 +48,8 @@ unit: install
 	$(BIN)/python -m pytest -q tests/unit
 
 lint: install
-	$(BIN)/ruff check pipeline simbank tests
-	$(BIN)/ruff format --check pipeline simbank tests
+	$(BIN)/ruff check pipeline simbank tests bench
+	$(BIN)/ruff format --check pipeline simbank tests bench
 
 typecheck: install
 	$(BIN)/mypy

@@ -69,6 +69,10 @@ class Store:
             self.dirty_staff.discard(staff_id)
         return st
 
+    def loaded_partition(self, partition: int) -> PartitionState | None:
+        """The partition's state if it is in memory already (no read, nothing marked)."""
+        return self._parts.get(partition)
+
     def partition(self, partition: int) -> PartitionState:
         ps = self._parts.get(partition)
         if ps is None:

@@ -71,11 +71,8 @@ class AccessProcessor:
         high = self.consumer.highwater(partition)
         if high is None:
             return False
-        seen = max(
-            self._last_offered.get(partition, -1),
-            self.core.store.partition(partition).arrived,
-        )
-        return seen + 1 >= high
+        self.core.store.partition(partition)  # load the restored state, if any
+        return self.seen(partition) + 1 >= high
 
     async def handle(self, events: list[Any], ack: Callable[[Any], Awaitable[Any]]) -> None:
         """One batch from the access agent (Faust events, not acknowledged yet)."""
@@ -179,6 +176,13 @@ class AccessProcessor:
     def last_offered(self, partition: int) -> int:
         """The highest offset of ``partition`` handed to the core in this process (-1: none)."""
         return self._last_offered.get(partition, -1)
+
+    def seen(self, partition: int) -> int:
+        """The highest offset of ``partition`` this worker has, in this process or in the
+        state it restored (-1: none): a worker restarted after everything was committed
+        receives nothing, yet is not behind."""
+        ps = self.core.store.loaded_partition(partition)
+        return max(self.last_offered(partition), -1 if ps is None else ps.arrived)
 
     def holding(self) -> int:
         return len(self._held)

@@ -194,7 +194,7 @@ def register(app: faust.App, s: Settings, producer: Any = None, backing: Any = N
         for p in assigned:
             high = consumer.highwater(p)
             if high is not None:
-                rt.metrics.set_consumer_lag(s.access_topic, p, high - rt.access.last_offered(p) - 1)
+                rt.metrics.set_consumer_lag(s.access_topic, p, high - rt.access.seen(p) - 1)
         rt.metrics.prune_consumer_lag((s.access_topic, p) for p in assigned)
         rt.metrics.reference_ready.set(1.0 if rt.reference_tail.ready.is_set() else 0.0)
         # aiohttp takes the charset apart from the media type.
