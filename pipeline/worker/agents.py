@@ -170,10 +170,13 @@ def register(app: faust.App, s: Settings, producer: Any = None, backing: Any = N
     def on_joined(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         rt.health.joined = True
 
-    def on_revoked(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+    async def on_revoked(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         revoked = args[0] if args else kwargs.get("revoked", ())
         gone = {tp.partition for tp in revoked if tp.topic == s.access_topic}
-        rt.access.revoke(gone)
+        # Under the access lock: a cycle in flight (published, state not yet written)
+        # finishes first, so a revoke never lands between an alert and its state.
+        async with rt.access.lock:
+            rt.access.revoke(gone)
         rt.metrics.prune_consumer_lag(
             (s.access_topic, p) for p in consumer.assigned() if p not in gone
         )
