@@ -35,9 +35,9 @@ import orjson
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from pipeline.broker.partitioning import partition_for  # noqa: E402
 from pipeline.contract.decode import decode_access_event  # noqa: E402
 from pipeline.core import engine  # noqa: E402
-from pipeline.broker.partitioning import partition_for  # noqa: E402
 from pipeline.core.engine import Inbound  # noqa: E402
 from pipeline.core.offline import load_reference, new_core  # noqa: E402
 from pipeline.settings import Settings  # noqa: E402

@@ -51,7 +51,7 @@ def create_app(settings: Settings) -> faust.App:
         stream_buffer_maxsize=32_768,
         producer_linger_ms=5,
         producer_max_request_size=4 * 1024 * 1024,
-        table_standby_replicas=0,
+        table_standby_replicas=settings.standby_replicas,
         broker_session_timeout=settings.session_timeout_s,
         broker_heartbeat_interval=min(3.0, settings.session_timeout_s / 3),
         consumer_group_instance_id=settings.instance_id,
