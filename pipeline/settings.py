@@ -124,6 +124,11 @@ class Settings(BaseSettings):
     StatefulSet's pod name, a compose service replica); unset: dynamic membership."""
     session_timeout_s: float = 15.0
     """How long the group waits for a silent worker before giving its partitions to others."""
+    standby_replicas: int = 0
+    """Standby copies of each partition's per-employee state, kept up to date by other workers
+    (Faust `table_standby_replicas`): a worker that takes over a dead worker's partitions has
+    their state already; each copy costs its holder the memory of that state and reading every
+    write to its changelog. 0: the new owner reads the state from the changelog."""
 
     # -- topics ------------------------------------------------------------
     # Replication of every topic the pipeline creates; 3 in production, with
@@ -284,6 +289,13 @@ class Settings(BaseSettings):
     def _replicas(cls, value: int | None) -> int | None:
         if value is not None and not 1 <= value <= 32:
             raise ValueError(f"must be between 1 and 32, got {value}")
+        return value
+
+    @field_validator("standby_replicas")
+    @classmethod
+    def _standbys(cls, value: int) -> int:
+        if not 0 <= value <= 8:
+            raise ValueError(f"must be between 0 and 8, got {value}")
         return value
 
     @field_validator("bank_timezone")

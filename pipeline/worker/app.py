@@ -51,7 +51,7 @@ def create_app(settings: Settings) -> faust.App:
         stream_buffer_maxsize=32_768,
         producer_linger_ms=5,
         producer_max_request_size=4 * 1024 * 1024,
-        table_standby_replicas=0,
+        table_standby_replicas=settings.standby_replicas,
         # The access agent holds records unacknowledged on purpose (the day barrier);
         # waiting for them to be acknowledged would stall every shutdown and every
         # rebalance. Nothing needs the wait: unacknowledged records are read again by
