@@ -100,7 +100,8 @@ class WorkerProcess:
         raise RuntimeError(f"worker not healthy after {timeout}s; log:\n{self.tail()}")
 
     def tail(self, n: int = 60) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         lines = self.log_path.read_text(errors="replace").splitlines()
         return "\n".join(lines[-n:])
 

@@ -83,11 +83,22 @@ class Workers:
         for w in self.all:
             w.stop()
 
+    def report(self) -> str:
+        """Each worker's exit code and log tail (printed at teardown: pytest shows it
+        when the test failed, so a CI failure says what the workers did)."""
+        parts = []
+        for w in self.all:
+            code = w.proc.poll()
+            state = "running" if code is None else f"exited {code}"
+            parts.append(f"--- {w.log_path.name} ({state}) ---\n{w.tail(80)}")
+        return "\n".join(parts)
+
 
 @pytest.fixture
 def workers(settings: Settings, tmp_path: Path) -> Iterator[Workers]:
     ws = Workers(settings, tmp_path)
     yield ws
+    print(ws.report())
     ws.stop_all()
 
 
