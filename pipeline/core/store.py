@@ -89,6 +89,10 @@ class Store:
         self.dirty_parts.add(partition)
         return ps
 
+    def dirty(self) -> bool:
+        """Whether any state changed since the last :meth:`pending_writes`."""
+        return bool(self.dirty_staff or self.dirty_parts)
+
     def pending_writes(self) -> list[tuple[str, bytes]]:
         """Encoded dirty states (staff first, partitions last); clears the dirty marks."""
         out = [(sid, encode(self._staff[sid])) for sid in sorted(self.dirty_staff)]

@@ -4,9 +4,17 @@ One :class:`AccessProcessor` per worker, shared by the access agent, the
 feedback-learning agent and the peer-statistics reader (which wakes it when
 other partitions' days arrive), under one lock: the core is not re-entrant.
 
-Order of effects in :meth:`cycle` (never change it without reading
-``pipeline.core.engine``): publish the outbox and await every ack, then write
-the dirty states to the table, then ack the records the core has handled.
+Order of effects (never change it without reading ``pipeline.core.engine``):
+each cycle publishes its outbox and awaits every ack; a *flush* then writes
+the dirty states to the table and only then acks the records handled since
+the previous flush. Flushes are coalesced: one every ``FLUSH_EVERY_S``, or
+once ``FLUSH_AT`` handled records wait for one, and always after
+:meth:`AccessProcessor.apply` (a verdict has no record to replay) and before
+a revoke. An employee touched by many small live batches is then encoded and
+written once per flush instead of once per batch. A crash between a cycle and
+its flush replays the unacknowledged records on the older state: their alert
+revisions come again, the same ones (duplicates, never loss).
+
 Records held back by the day barrier stay unacknowledged, so their offsets
 are not committed; the consumer pauses a partition that holds more than
 ``PAUSE_AT`` of them and resumes it once they are processed.
@@ -27,6 +35,8 @@ from pipeline.worker.publish import OutboxPublisher
 log = logging.getLogger(__name__)
 
 PAUSE_AT: Final = 20_000
+FLUSH_EVERY_S: Final = 0.5  # state written (and records acked) at most this long after a cycle
+FLUSH_AT: Final = 5_000  # ... or as soon as this many handled records wait for it
 
 
 class StateTable(Protocol):
@@ -62,6 +72,8 @@ class AccessProcessor:
         self._ack: Callable[[Any], Awaitable[Any]] | None = None
         self._last_offered: dict[int, int] = {}
         self._paused: set[int] = set()
+        self._done: list[tuple[int, int]] = []  # handled, acked at the next flush
+        self._flushed_at = time.monotonic()
         self.last_progress = time.monotonic()
         self._exported = {"duplicates": 0, "peer_days": 0}
         self._resets_exported: dict[tuple[str, str], int] = {}
@@ -100,26 +112,22 @@ class AccessProcessor:
         """Run ``fn(core)`` (e.g. feedback) under the lock, then a cycle to write its state."""
         async with self.lock:
             fn(self.core)
-            await self._cycle()
+            await self._cycle(flush=True)
 
-    async def _cycle(self) -> None:
+    async def _cycle(self, flush: bool = False) -> None:
         clock = time.perf_counter
         started = clock()
         out = self.core.drain(self.caught_up)
         scored = clock()
         await self.publisher.publish(out)
         published = clock()
-        writes = self.core.store.pending_writes()
-        for key, value in writes:
-            self.table[key] = value
-        written = clock()
-        ack = self._ack
-        for tp in out.done:
-            ev = self._held.pop(tp, None)
-            if ev is not None and ack is not None:
-                await ack(ev)
+        self._done.extend(out.done)
         if out.done:
             self.last_progress = time.monotonic()
+        writes = 0
+        if flush or self._flush_due():
+            writes = await self._flush()
+        written = clock()
         self._flow_control()
         done = clock()
         m = self.metrics
@@ -130,7 +138,7 @@ class AccessProcessor:
         phase.labels(phase="state").observe(written - published)
         phase.labels(phase="ack").observe(done - written)
         m.batch_records.observe(len(out.done))
-        m.state_writes.inc(len(writes))
+        m.state_writes.inc(writes)
         self._export_core_stats()
         stats = self.core.stats
         if stats.newest_event_at:
@@ -165,10 +173,55 @@ class AccessProcessor:
                 self.consumer.resume(p)
                 self._paused.discard(p)
 
-    def revoke(self, partitions: Iterable[int]) -> None:
-        gone = set(partitions)
+    def _flush_due(self) -> bool:
+        if not self._done and not self.core.store.dirty():
+            return False
+        return len(self._done) >= FLUSH_AT or time.monotonic() - self._flushed_at >= FLUSH_EVERY_S
+
+    async def _flush(self, skip_acks: frozenset[int] = frozenset()) -> int:
+        """Write every dirty state to the table, then ack the records handled since the
+        last flush (except those of ``skip_acks`` partitions); return the writes."""
+        writes = self.core.store.pending_writes()
+        for key, value in writes:
+            self.table[key] = value
+        ready, self._done = self._in_order(self._done)
+        ack = self._ack
+        for tp in ready:
+            ev = self._held.pop(tp, None)
+            if ev is not None and ack is not None and tp[0] not in skip_acks:
+                await ack(ev)
+        self._flushed_at = time.monotonic()
+        return len(writes)
+
+    def _in_order(
+        self, done: list[tuple[int, int]]
+    ) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+        """Split handled records into those that may be acked now, in offset order, and
+        those that wait: a record is acked only once every record before it in its
+        partition is handled. (A dead letter is handled on arrival, before the records
+        the day barrier holds ahead of it; Faust would commit over a single unacked
+        record at the head of a partition, faust-streaming/faust#606.)"""
+        finished = set(done)
+        floor: dict[int, int] = {}  # per partition: the lowest offset not handled yet
+        for p, off in self._held:
+            if (p, off) not in finished and off < floor.get(p, off + 1):
+                floor[p] = off
+        ready: list[tuple[int, int]] = []
+        wait: list[tuple[int, int]] = []
+        for tp in sorted(finished):
+            p, off = tp
+            (ready if p not in floor or off < floor[p] else wait).append(tp)
+        return ready, wait
+
+    async def revoke(self, partitions: Iterable[int]) -> None:
+        """Hand partitions over (call under :attr:`lock`): their state is written first, so
+        the next owner finds the records they hold already applied; their records are not
+        acked (the next owner reads them again and skips them as duplicates)."""
+        gone = frozenset(partitions)
+        self.metrics.state_writes.inc(await self._flush(skip_acks=gone))
         self.core.revoke(gone)
         self._held = {tp: ev for tp, ev in self._held.items() if tp[0] not in gone}
+        self._done = [tp for tp in self._done if tp[0] not in gone]
         for p in gone:
             self._last_offered.pop(p, None)
             self._paused.discard(p)

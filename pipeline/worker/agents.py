@@ -176,7 +176,7 @@ def register(app: faust.App, s: Settings, producer: Any = None, backing: Any = N
         # Under the access lock: a cycle in flight (published, state not yet written)
         # finishes first, so a revoke never lands between an alert and its state.
         async with rt.access.lock:
-            rt.access.revoke(gone)
+            await rt.access.revoke(gone)
         rt.metrics.prune_consumer_lag(
             (s.access_topic, p) for p in consumer.assigned() if p not in gone
         )

@@ -11,6 +11,7 @@ import faust
 
 from pipeline.broker import clients
 from pipeline.settings import Settings
+from pipeline.worker import faust_offsets
 
 # Faust's own web views, all off: /router and /table expose the cluster's layout and
 # table data (per-employee state), /graph, /performance and the statistics pages at
@@ -26,6 +27,7 @@ BUILTIN_VIEWS = (
 
 
 def create_app(settings: Settings) -> faust.App:
+    faust_offsets.install()
     app = faust.App(
         settings.app_id,
         **clients.faust_broker_options(settings),

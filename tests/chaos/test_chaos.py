@@ -7,6 +7,7 @@ stronger property: the same set of (alert id, revision, event ids, status)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import signal
 import time
@@ -36,23 +37,25 @@ RATE = 1500.0  # accesses per second while the chaos happens
 
 
 async def settle(s: Settings, want: list[dict[str, Any]], timeout: float = 180.0) -> list[Any]:
-    """Wait until every expected revision is on the alert topic; return what is there."""
+    """Wait until every expected revision is on the alert topic (or ``timeout``); return
+    what is there, for :func:`check` to say what differs."""
 
     async def complete() -> bool:
         return identity(await read_alerts(s)) >= identity(want)
 
-    try:
+    with contextlib.suppress(AssertionError):
         await wait_until(complete, timeout, 2.0)
-    finally:
-        got = await read_alerts(s)
-    return got
+    return await read_alerts(s)
 
 
 def check(got: list[dict[str, Any]], want: list[dict[str, Any]]) -> None:
     assert dominance_problems(got, want) == []
-    assert identity(got) == identity(want), (
-        f"{len(identity(want) - identity(got))} revisions missing, "
-        f"{len(identity(got) - identity(want))} unexpected"
+    missing = sorted(identity(want) - identity(got))
+    unexpected = sorted(identity(got) - identity(want))
+    assert not missing and not unexpected, (
+        f"{len(missing)} revisions missing, {len(unexpected)} unexpected; "
+        f"first missing: {[m[:2] for m in missing[:5]]}; "
+        f"first unexpected: {[u[:2] for u in unexpected[:5]]}"
     )
 
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import asyncpg
 import msgspec
@@ -19,6 +20,7 @@ from pipeline.contract.decode import decode_alert
 from pipeline.settings import Settings
 from pipeline.sinks.base import MemorySink
 from pipeline.worker import store as store_module
+from pipeline.worker.access import FLUSH_EVERY_S
 from pipeline.worker.agents import register
 from pipeline.worker.app import create_app
 from pipeline.worker.feedback import StaffVerdict, decode_staff_verdict
@@ -130,6 +132,8 @@ async def test_access_agent_scores_and_publishes(
     assert finding["class_uid"] == 2004 and finding["activity_name"] == "Create"
     letter = orjson.loads(producer.on(settings.dlq_topic)[0][1] or b"")
     assert letter["error"]["code"] == "malformed_json"
+    await asyncio.sleep(FLUSH_EVERY_S)
+    await rt.access.tick()  # the worker's timer: the state is written, then records acked
     assert rt.access.holding() == 0, "everything handled was acknowledged"
     # log lines carry the context fields a JSON log shipper indexes
     alert_lines = [r for r in caplog.records if getattr(r, "alert_id", None)]
@@ -326,3 +330,117 @@ def test_a_restarted_caught_up_worker_is_not_reported_behind(settings: Settings)
     rt.core.store.partition(0).arrived = 4_999  # as restored from the changelog
     assert rt.access.seen(0) == 4_999
     assert rt.access.last_offered(0) == -1
+
+
+class Message(NamedTuple):
+    partition: int
+    offset: int
+    key: bytes
+    value: bytes
+    topic: str = "tw.access-events"
+    timestamp: float | None = None
+
+
+class Event(NamedTuple):
+    message: Message
+
+
+class StillFetching:
+    """A consumer with more to fetch on every partition (no idle day closing) but those
+    in ``empty`` (nothing in them: they close their days when idle)."""
+
+    def __init__(self) -> None:
+        self.empty: set[int] = set()
+
+    def highwater(self, partition: int) -> int | None:
+        return 0 if partition in self.empty else None
+
+    def pause(self, partition: int) -> None: ...
+
+    def resume(self, partition: int) -> None: ...
+
+
+class RecordingTable(dict[str, bytes]):
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[str] = []
+
+    def __setitem__(self, key: str, value: bytes) -> None:
+        self.writes.append(key)
+        super().__setitem__(key, value)
+
+
+async def test_state_writes_are_coalesced_and_records_acked_only_after_them(
+    settings: Settings,
+) -> None:
+    _app, rt = worker(settings, MemorySink(), FakeProducer())
+    proc = rt.access
+    proc.consumer = StillFetching()
+    proc.table = table = RecordingTable()
+    acked: list[int] = []
+
+    async def ack(ev: Event) -> None:
+        acked.append(ev.message.offset)
+
+    def batch(*offsets: int) -> list[Event]:
+        return [Event(Message(0, o, b"S1", orjson.dumps(access(o)))) for o in offsets]
+
+    def staff_writes() -> int:
+        return sum(1 for k in table.writes if k == "S1")
+
+    proc._flushed_at = time.monotonic()
+    await proc.handle(batch(0, 1), ack)
+    await proc.handle(batch(2), ack)
+    assert proc.core.stats.processed == 3
+    assert table.writes == [] and acked == [], "nothing written or acked before a flush"
+    assert proc.holding() == 3
+
+    proc._flushed_at -= FLUSH_EVERY_S  # the flush is due
+    await proc.tick()
+    assert staff_writes() == 1, "the employee's state is written once for both batches"
+    assert acked == [0, 1, 2], "acked after the state that covers them"
+    assert proc.holding() == 0
+
+    # a verdict (or any apply) has no record to replay: its state is written at once
+    await proc.handle(batch(3), ack)
+    assert acked == [0, 1, 2]
+    await proc.apply(lambda core: None)
+    assert staff_writes() == 2 and acked == [0, 1, 2, 3]
+
+    # a revoke writes the state first and leaves the partition's records unacked
+    await proc.handle(batch(4), ack)
+    async with proc.lock:
+        await proc.revoke([0])
+    assert staff_writes() == 3 and acked == [0, 1, 2, 3], "record 4 goes to the next owner"
+    assert proc.holding() == 0
+
+
+async def test_a_dead_letter_behind_a_held_record_is_acked_only_after_it() -> None:
+    # Partition 0's access waits at the day barrier for partition 1's previous day; the
+    # malformed record after it is dead-lettered at once. Acking it first would let
+    # Faust commit over the held record (faust-streaming/faust#606): lost on a crash.
+    settings = Settings(dev_mode=True, partitions=2, topic_prefix="tw.", app_id="tw")
+    producer = FakeProducer()
+    _app, rt = worker(settings, MemorySink(), producer)
+    proc = rt.access
+    proc.consumer = consumer = StillFetching()
+    proc.table = RecordingTable()
+    rt.core.assign({0, 1})
+    acked: list[int] = []
+
+    async def ack(ev: Event) -> None:
+        acked.append(ev.message.offset)
+
+    held = Event(Message(0, 0, b"S1", orjson.dumps(access(0))))
+    broken = Event(Message(0, 1, b"S1", b"{broken"))
+    await proc.handle([held, broken], ack)
+    assert rt.core.waiting() == 1 and producer.on(settings.dlq_topic)
+    proc._flushed_at -= FLUSH_EVERY_S
+    await proc.tick()
+    assert acked == [], "the dead letter waits for the record held before it"
+    assert proc.holding() == 2
+
+    consumer.empty.add(1)  # partition 1 turns out empty: it closes its days, the barrier opens
+    await proc.apply(lambda core: None)
+    assert acked == [0, 1]
+    assert proc.holding() == 0
