@@ -123,7 +123,8 @@ def register(app: faust.App, s: Settings, producer: Any = None, backing: Any = N
     async def score_access(stream: Any) -> None:
         await rt.wait_ready()
         async for events in stream.noack_take(ACCESS_BATCH, within=ACCESS_WITHIN):
-            await rt.guard("score-access", rt.access.handle(events, stream.ack), _exit)
+            work = rt.access.handle(events, stream.ack)
+            await rt.guard("score-access", work, _exit, progress=False)
 
     @app.agent(topic(s.alerts_topic), name="store-alerts")
     async def store_alerts(stream: Any) -> None:
@@ -164,8 +165,10 @@ def register(app: faust.App, s: Settings, producer: Any = None, backing: Any = N
             return
         rt.freeze_loaded_heap()
         rt.core.assign(consumer.assigned())
-        await rt.guard("score-access", rt.access.tick(), _exit)
-        rt.health.progress("score-access", rt.access.holding())
+        await rt.guard("score-access", rt.access.tick(), _exit, progress=False)
+        # Progress is a record finished, not a cycle run: records held at the day barrier
+        # for longer than STALL_S with nothing finished turn /health to 503.
+        rt.health.progress("score-access", rt.access.holding(), at=rt.access.last_progress)
 
     def on_joined(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         rt.health.joined = True

@@ -38,9 +38,11 @@ class Health:
             a = self.agents[name] = AgentHealth()
         return a
 
-    def progress(self, name: str, holding: int = 0) -> None:
+    def progress(self, name: str, holding: int = 0, at: float | None = None) -> None:
+        """``name`` last finished input at ``at`` (monotonic; default now) and holds
+        ``holding`` records it has not finished."""
         a = self.agent(name)
-        a.last_progress = time.monotonic()
+        a.last_progress = time.monotonic() if at is None else at
         a.holding = holding
 
     def failed(self, name: str) -> None:

@@ -135,13 +135,22 @@ class Runtime:
         await self.reference_tail.ready.wait()
         await self.peer_tail.ready.wait()
 
-    async def guard(self, agent: str, work: Awaitable[None], fatal: Callable[[], None]) -> None:
+    async def guard(
+        self,
+        agent: str,
+        work: Awaitable[None],
+        fatal: Callable[[], None],
+        progress: bool = True,
+    ) -> None:
         """Run one batch of an agent. A failure is counted, marks the agent down and calls
         ``fatal`` (the worker stops; the batch was not acknowledged and is read again after
-        the restart, so nothing is lost)."""
+        the restart, so nothing is lost). ``progress``: a batch that returns counts as
+        progress for ``/health`` (False for the access agent, whose batches may only hold
+        records at the day barrier: the tick reports its progress)."""
         try:
             await work
-            self.health.progress(agent)
+            if progress:
+                self.health.progress(agent)
             self.metrics.agent_up.labels(agent=agent).set(1)
         except asyncio.CancelledError:
             raise

@@ -252,6 +252,11 @@ def test_health_reports_what_is_missing_and_stalled_agents() -> None:
     h.progress("score-access", holding=5)
     assert h.report()[0] == 200
     assert h.problems(now=h.agents["score-access"].last_progress + STALL_S + 1)
+    # the access agent reports when it last finished a record, not when it last ran
+    h.progress("score-access", holding=5, at=time.monotonic() - STALL_S - 1)
+    assert any("made no progress" in p for p in h.problems())
+    h.progress("score-access", holding=0, at=time.monotonic() - STALL_S - 1)
+    assert not h.problems(), "holding nothing is not a stall"
     h.failed("store-alerts")
     status, body = h.report()
     assert status == 503 and "agent store-alerts is down (1 failures)" in body["problems"]
