@@ -98,8 +98,10 @@ class Workers:
 def workers(settings: Settings, tmp_path: Path) -> Iterator[Workers]:
     ws = Workers(settings, tmp_path)
     yield ws
-    print(ws.report())
-    ws.stop_all()
+    try:
+        print(ws.report())
+    finally:
+        ws.stop_all()
 
 
 def infra(service: str, action: str) -> None:
