@@ -271,16 +271,16 @@ class Core:
         if not w:
             return False
         last = self.calendar.day(w - self.config.allowed_lateness_s) - 1
-        ps = self.store.partition(p)
+        ps = self.store.peek_partition(p)
         if ps.closed_through is not None and ps.closed_through >= last:
             return False
-        self._close_through(p, ps, last)
+        self._close_through(p, self.store.partition(p), last)
         return True
 
     def _local_watermark(self) -> float:
         w = 0.0
         for p in self.assigned:
-            ps = self.store.partition(p)
+            ps = self.store.peek_partition(p)
             if ps.watermark > w:
                 w = ps.watermark
         return w
@@ -290,8 +290,14 @@ class Core:
         if ps.closed_through is not None and ps.closed_through >= last:
             return
         for day in sorted(d for d in ps.active if d <= last):
-            rec = self._peer_day(p, day, ps.active.pop(day))
+            staff = ps.active.pop(day)
             self._active.pop((p, day), None)
+            if self.book.has_day(p, day):
+                # Published before a crash or a handover, from the state as it was then; the
+                # state restored may differ (the partition's written before its staff's,
+                # or not at all): recomputing it would change the day for later accesses.
+                continue
+            rec = self._peer_day(p, day, staff)
             self._out.peer_records.append(rec)
             self.book.add(rec)
             self.stats.peer_days += 1

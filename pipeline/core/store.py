@@ -89,6 +89,15 @@ class Store:
         self.dirty_parts.add(partition)
         return ps
 
+    def peek_partition(self, partition: int) -> PartitionState:
+        """The partition's state for reading only (loaded if need be, not marked to be
+        written: an idle partition's state is not rewritten on every cycle)."""
+        ps = self._parts.get(partition)
+        if ps is None:
+            ps = self.partition(partition)
+            self.dirty_parts.discard(partition)
+        return ps
+
     def dirty(self) -> bool:
         """Whether any state changed since the last :meth:`pending_writes`."""
         return bool(self.dirty_staff or self.dirty_parts)

@@ -187,6 +187,18 @@ class WorkerMetrics:
             "Redelivered access events recognised and skipped",
             registry=r,
         )
+        self.rewinds = Counter(
+            "pipeline_rewinds_total",
+            "Access partitions read again from an offset because records before the one "
+            "delivered were skipped by the consumer (pipeline.worker.access)",
+            registry=r,
+        )
+        self.offset_gaps = Counter(
+            "pipeline_offset_gaps_total",
+            "Access records given up after a rewind could not read them again (deleted "
+            "by retention before they were read)",
+            registry=r,
+        )
         self.state_writes = Counter(
             "pipeline_state_writes_total",
             "Per-employee and per-partition states written to the state table",

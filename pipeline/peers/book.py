@@ -121,7 +121,12 @@ class PeerBook:
         self._complete: int | None = None
 
     def add(self, rec: PeerRecord) -> bool:
-        """Apply one record; True when the book changed. Idempotent (replays are harmless)."""
+        """Apply one record; True when the book changed. Idempotent (replays are harmless).
+
+        A partition's day is taken once: a second record of it (a replay after a crash
+        or a handover that closed the day again) is ignored, so every worker's view of
+        a day is the one its first publication gave (the engine does not publish a day
+        the book has, :meth:`has_day`)."""
         if not 0 <= rec.partition < self.partitions:
             return False  # a record of another partition count: ignored
         if isinstance(rec, Watermark):
@@ -130,12 +135,16 @@ class PeerBook:
                 self.watermarks[rec.partition] = rec.at
             return self._close(rec.partition, rec.closed_through) or changed
         per_day = self.days.setdefault(rec.day, {})
-        known = per_day.get(rec.partition)
-        per_day[rec.partition] = rec
-        self._samples.pop(rec.day, None)
-        if known is None:
+        if rec.partition not in per_day:  # the first publication of a day stands
+            per_day[rec.partition] = rec
+            self._samples.pop(rec.day, None)
             self._views.pop(rec.day, None)
-        return self._close(rec.partition, rec.day) or known is None
+            return self._close(rec.partition, rec.day) or True
+        return self._close(rec.partition, rec.day)
+
+    def has_day(self, partition: int, day: int) -> bool:
+        """Whether ``partition`` has published bank ``day`` (a replay must not again)."""
+        return partition in self.days.get(day, {})
 
     def _close(self, partition: int, day: int) -> bool:
         if day <= self.closed.get(partition, -(2**31)):

@@ -37,6 +37,11 @@ log = logging.getLogger(__name__)
 PAUSE_AT: Final = 20_000
 FLUSH_EVERY_S: Final = 0.5  # state written (and records acked) at most this long after a cycle
 FLUSH_AT: Final = 5_000  # ... or as soon as this many handled records wait for it
+# A transactional producer's commit marker takes an offset that no consumer sees: a
+# gap of one is not a skipped record.
+CONTROL_GAP: Final = 1
+REWIND_WAIT_S: Final = 1.0  # a rewind not answered by then is asked again...
+REWIND_ATTEMPTS: Final = 10  # ... this many times, then the missing records are given up
 
 
 class StateTable(Protocol):
@@ -45,6 +50,10 @@ class StateTable(Protocol):
 
 class Consumer(Protocol):
     def highwater(self, partition: int) -> int | None: ...
+
+    def committed(self, partition: int) -> int: ...
+
+    async def rewind(self, partition: int, offset: int) -> None: ...
 
     def pause(self, partition: int) -> None: ...
 
@@ -73,6 +82,7 @@ class AccessProcessor:
         self._last_offered: dict[int, int] = {}
         self._paused: set[int] = set()
         self._done: list[tuple[int, int]] = []  # handled, acked at the next flush
+        self._rewinds: dict[int, tuple[int, int, float]] = {}  # p -> (offset, attempts, at)
         self._flushed_at = time.monotonic()
         self.last_progress = time.monotonic()
         self._exported = {"duplicates": 0, "peer_days": 0}
@@ -83,7 +93,7 @@ class AccessProcessor:
         high = self.consumer.highwater(partition)
         if high is None:
             return False
-        self.core.store.partition(partition)  # load the restored state, if any
+        self.core.store.peek_partition(partition)  # load the restored state, if any
         return self.seen(partition) + 1 >= high
 
     async def handle(self, events: list[Any], ack: Callable[[Any], Awaitable[Any]]) -> None:
@@ -94,6 +104,8 @@ class AccessProcessor:
             for ev in events:
                 m = ev.message
                 p, off = m.partition, m.offset
+                if not await self._in_sequence(p, off):
+                    continue  # read again after a rewind
                 self._held[(p, off)] = ev
                 if off > self._last_offered.get(p, -1):
                     self._last_offered[p] = off
@@ -103,9 +115,67 @@ class AccessProcessor:
             self.core.offer(inbound)
             await self._cycle()
 
+    async def _in_sequence(self, p: int, off: int) -> bool:
+        """Whether record ``off`` of partition ``p`` is the next one (or an earlier one,
+        a harmless redelivery). Records after a gap are not taken: the partition is read
+        again from the first missing offset (Faust, restarted under load, can hand the
+        agent a partition's records from beyond its committed offset, and would then
+        commit over the ones it skipped; seen in the kill -9 chaos test)."""
+        rewind = self._rewinds.get(p)
+        if rewind is not None:
+            start, attempts, at = rewind
+            if off == start or off < start:
+                if off == start:
+                    del self._rewinds[p]
+                    log.info("partition %d: read again from offset %d", p, start)
+                return True
+            if time.monotonic() - at < REWIND_WAIT_S:
+                return False
+            if attempts >= REWIND_ATTEMPTS:
+                del self._rewinds[p]
+                self.metrics.offset_gaps.inc(off - start)
+                log.error(
+                    "partition %d: offsets %d-%d could not be read again after %d attempts "
+                    "(deleted by retention, or an aborted transaction?); going on from %d",
+                    p,
+                    start,
+                    off - 1,
+                    attempts,
+                    off,
+                )
+                self._last_offered[p] = off - 1
+                return True
+            await self._rewind(p, start, attempts + 1)
+            return False
+        last = self._last_offered.get(p)
+        expected = last + 1 if last is not None else self.consumer.committed(p)
+        if expected <= 0 or off <= expected + CONTROL_GAP:
+            return True
+        log.warning(
+            "partition %d: record %d came before %d-%d; reading the partition again from %d",
+            p,
+            off,
+            expected,
+            off - 1,
+            expected,
+        )
+        await self._rewind(p, expected, 1)
+        return False
+
+    async def _rewind(self, p: int, start: int, attempts: int) -> None:
+        self._rewinds[p] = (start, attempts, time.monotonic())
+        self.metrics.rewinds.inc()
+        await self.consumer.rewind(p, start)
+
     async def tick(self) -> None:
-        """Run a cycle if something may have become possible (a peer day arrived, time)."""
+        """Run a cycle if something may have become possible (a peer day arrived, time);
+        ask again for partitions whose rewind was not answered (Faust drops the records
+        read again when a fetch in flight moved its read offset past them)."""
         async with self.lock:
+            now = time.monotonic()
+            for p, (start, attempts, at) in list(self._rewinds.items()):
+                if now - at >= REWIND_WAIT_S and attempts < REWIND_ATTEMPTS:
+                    await self._rewind(p, start, attempts + 1)
             await self._cycle()
 
     async def apply(self, fn: Callable[[Core], Iterable[Any] | None]) -> None:
@@ -224,6 +294,7 @@ class AccessProcessor:
         self._done = [tp for tp in self._done if tp[0] not in gone]
         for p in gone:
             self._last_offered.pop(p, None)
+            self._rewinds.pop(p, None)
             self._paused.discard(p)
 
     def last_offered(self, partition: int) -> int:
@@ -231,11 +302,16 @@ class AccessProcessor:
         return self._last_offered.get(partition, -1)
 
     def seen(self, partition: int) -> int:
-        """The highest offset of ``partition`` this worker has, in this process or in the
-        state it restored (-1: none): a worker restarted after everything was committed
-        receives nothing, yet is not behind."""
-        ps = self.core.store.loaded_partition(partition)
-        return max(self.last_offered(partition), -1 if ps is None else ps.arrived)
+        """The highest offset of ``partition`` this worker has offered in this process, or
+        the last one committed before it resumed the partition (-1: none): a worker
+        restarted after everything was committed receives nothing, yet is not behind.
+
+        Not the restored state's ``arrived``: that offset can be ahead of the committed
+        one (records handled, their state written, not yet committed), and those records
+        come again. Counting them as seen made a restarted worker close its partition's
+        day before re-reading them, from staff states that lacked them: a peer day
+        published twice with different samples, and later risk scores changed (CI)."""
+        return max(self.last_offered(partition), self.consumer.committed(partition) - 1)
 
     def holding(self) -> int:
         return len(self._held)

@@ -80,6 +80,29 @@ class FaustConsumer:
             return None
         return None if high is None else int(high)
 
+    def committed(self, partition: int) -> int:
+        """The partition's committed offset as Faust holds it (the next record to read:
+        set when the partition was assigned, raised by each commit), 0 when none.
+
+        Faust keeps it in ``Consumer._committed_offset`` (no public accessor; asking the
+        broker would be a round trip per call)."""
+        try:
+            committed: Any = self.app.consumer._committed_offset  # type: ignore[attr-defined]
+            offset = committed.get(self._tp(partition))
+        except (ConsumerNotStarted, AttributeError):
+            return 0
+        return int(offset) if offset else 0
+
+    async def rewind(self, partition: int, offset: int) -> None:
+        """Read ``partition`` again from ``offset``. Faust's own list of offsets it took
+        for a gap (and would commit as done) is cut from there: those records come again."""
+        tp = self._tp(partition)
+        consumer: Any = self.app.consumer
+        gaps = consumer._gap.get(tp)
+        if gaps:
+            gaps.chop(offset, 2**63)
+        await consumer.seek(tp, offset)
+
     def pause(self, partition: int) -> None:
         self.app.consumer.pause_partitions({self._tp(partition)})
 

@@ -31,8 +31,18 @@ from pipeline.worker.publish import DeadLetterSender
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF: Final = 30.0
-# What may be transient: every database error (classified), lost connections, timeouts.
-TRANSIENT: Final = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
+# What may be transient: every database error (classified), lost connections, timeouts,
+# and asyncpg's InternalClientError: a session the server terminated mid-transaction
+# (Postgres shutting down) can come back from the pool with its protocol state corrupt
+# ("cannot switch to state 15; another operation is in progress", MagicStack/asyncpg#784);
+# a fresh pool cures it.
+TRANSIENT: Final = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.InternalClientError,
+    OSError,
+    TimeoutError,
+)
 T = TypeVar("T")
 
 
@@ -62,7 +72,7 @@ class AlertStore:
         if sink is not None:
             try:
                 await asyncio.wait_for(sink.close(), 5.0)
-            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            except TRANSIENT as exc:
                 log.debug("closing the Postgres pool failed: %s", exc)
                 terminate = getattr(sink, "terminate", None)
                 if terminate is not None:

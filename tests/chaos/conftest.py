@@ -91,7 +91,30 @@ class Workers:
             code = w.proc.poll()
             state = "running" if code is None else f"exited {code}"
             parts.append(f"--- {w.log_path.name} ({state}) ---\n{w.tail(80)}")
+            if code is None:
+                parts.append(live_view(w))
         return "\n".join(parts)
+
+
+WATCHED = (
+    "pipeline_events_in_total",
+    "pipeline_events_duplicate_total",
+    "pipeline_alerts_out_total",
+    "pipeline_partitions_waiting",
+    "pipeline_consumer_lag_messages",
+    "pipeline_agent_up",
+)
+
+
+def live_view(w: WorkerProcess) -> str:
+    """A running worker's /health and the metrics that say whether it moves."""
+    try:
+        status, body = w.health()
+        lines = [f"/health {status}: {body.decode(errors='replace')[:2000]}"]
+        lines += [m for m in w.metrics().splitlines() if m.startswith(WATCHED)]
+    except OSError as exc:
+        return f"(no answer from the worker: {exc})"
+    return "\n".join(lines)
 
 
 @pytest.fixture

@@ -181,6 +181,41 @@ def test_a_crash_before_the_state_was_written_replays_the_same_alerts() -> None:
     assert ids(view(again)) == ids(view(out))
 
 
+def test_a_day_on_the_peer_topic_is_not_published_again_from_a_restored_state() -> None:
+    """A restarted worker whose restored state is older than the peer topic (records
+    handled and their days published, the state not yet written or written in part)
+    closes the day again; the day stays what was published (CI: a republished day with
+    fewer samples changed later risk scores)."""
+    c = core(_bank_world())
+    f = Feeder(c)
+    records = [f.inbound(e) for e in _bank_events()]
+    c.offer(records[:30])
+    c.drain()
+    older = dict(c.store.pending_writes())  # the state written 30 records in
+    c.offer(records[30:])
+    out = c.drain()
+    published = {(r.partition, r.day) for r in out.peer_records if isinstance(r, PeerDay)}
+    assert published, "the scenario closes days"
+    restarted = core(_bank_world())
+    restarted.store.backing = older  # type: ignore[assignment]
+    for rec in out.peer_records:  # what the peer topic holds
+        restarted.book.add(rec)
+    again = restarted.drain()  # idle and caught up: it closes its days again
+    assert restarted.store.partition(0).closed_through is not None
+    republished = [r for r in again.peer_records if isinstance(r, PeerDay)]
+    assert republished == []
+    assert all(restarted.book.has_day(*k) for k in published)
+
+
+def test_an_idle_partition_writes_no_state() -> None:
+    f = Feeder(core(_bank_world()))
+    f.core.assign({0})
+    f.feed(*_bank_events()[:20])  # written by the feed's flush
+    for _ in range(3):  # the worker drains on every tick, with nothing new
+        f.core.drain()
+    assert f.core.store.pending_writes() == []
+
+
 def test_the_same_event_id_published_twice_counts_once() -> None:
     f = Feeder(core(world(customers=[("C1", "BR1", "normal")])))
     out = f.feed(credit(1), credit(1))

@@ -17,6 +17,7 @@ class RevokingConsumer:
 
     def __init__(self, assigned: set[int]) -> None:
         self.assigned = {TP(TOPIC, p) for p in assigned}
+        self._committed_offset: dict[TP, int | None] = {TP(TOPIC, 0): 17, TP(TOPIC, 1): None}
 
     def assignment(self) -> set[Any]:
         return set(self.assigned)
@@ -34,3 +35,10 @@ def test_highwater_of_a_revoked_partition_is_unknown_not_a_crash() -> None:
     assert view.highwater(0) is None
     assert view.highwater(1) == 42
     assert view.assigned() == {1}
+
+
+def test_the_committed_offset_is_the_one_faust_resumed_from() -> None:
+    view = FaustConsumer(SimpleNamespace(consumer=RevokingConsumer({0, 1})), TOPIC)  # type: ignore[arg-type]
+    assert view.committed(0) == 17
+    assert view.committed(1) == 0, "nothing committed yet"
+    assert view.committed(2) == 0, "not assigned"

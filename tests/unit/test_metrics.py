@@ -37,6 +37,8 @@ EXPECTED = {
     "pipeline_batches_dropped": ("counter", {"agent"}),
     "pipeline_state_resets": ("counter", {"kind", "reason"}),
     "pipeline_events_duplicate": ("counter", set()),
+    "pipeline_rewinds": ("counter", set()),
+    "pipeline_offset_gaps": ("counter", set()),
     "pipeline_peer_days_published": ("counter", set()),
     "pipeline_state_writes": ("counter", set()),
     "pipeline_processing_lag_seconds": ("gauge", set()),

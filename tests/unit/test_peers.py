@@ -52,6 +52,14 @@ def test_adding_the_same_record_twice_changes_nothing() -> None:
     assert book.view(5).staff_days("r:teller") == before == 2
 
 
+def test_a_partition_day_published_again_keeps_its_first_version() -> None:
+    book = PeerBook(1)
+    assert book.add(day_record(0, 5, 2, 6.0))
+    assert book.has_day(0, 5) and not book.has_day(0, 6)
+    assert not book.add(day_record(0, 5, 3, 1.0)), "a replay's different version changes nothing"
+    assert book.view(5).staff_days("r:teller") == 2
+
+
 def test_records_of_another_partition_count_are_ignored() -> None:
     book = PeerBook(2)
     assert not book.add(day_record(5, 1, 1, 1.0))
