@@ -598,6 +598,12 @@ def _volume(b: Behaviour, e: Enriched, out: list[Signal], flagged: bool) -> list
             b.exports = exports = [x for x in exports if x.at >= horizon]
         if len(exports) < EXPORTS_CAP:
             exports.append(ExportMark(at, float(ev.record_count)))
+        else:
+            # Full: the newest mark takes this export's records and time, so the total
+            # stays exact while they are in the hour and leaves it a little late (never
+            # an under-count: a harvest of many small exports keeps climbing).
+            last = exports[-1]
+            exports[-1] = ExportMark(at, last.records + float(ev.record_count))
         total = sum(x.records for x in exports)
         if not flagged:
             b.counts[EXPORTS] = b.counts.get(EXPORTS, 0.0) + ev.record_count

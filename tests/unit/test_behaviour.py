@@ -9,6 +9,7 @@ from pipeline.core.calendar import calendar
 from pipeline.detect.behaviour import (
     BULK_MIN,
     CLIP_SD,
+    EXPORTS_CAP,
     FEEDBACK_FLOOR,
     HISTORY_DAYS,
     MIN_HISTORY,
@@ -139,6 +140,19 @@ def test_export_volume_fires_when_an_hour_passes_five_times_the_usual_or_500_rec
         sigs += step(b, enriched(n, "X1", minutes=n, action="export_statement", record_count=200))
     fired = [s for s in sigs if s.code == "export_volume"]
     assert len(fired) == 1 and "600 records" in fired[0].summary
+
+
+def test_the_export_window_is_bounded_yet_counts_every_record() -> None:
+    # 1,100 one-record exports within the hour: more marks than the window keeps
+    b = Behaviour()
+    sigs = []
+    for n in range(1_100):
+        e = enriched(n, "X1", minutes=n * 0.05, action="export_statement", record_count=1)
+        sigs += step(b, e)
+    assert len(b.exports) <= EXPORTS_CAP
+    assert sum(x.records for x in b.exports) == 1_100
+    fired = [s.summary.split(" records")[0] for s in sigs if s.code == "export_volume"]
+    assert fired == ["500", "1000"], "the harvest keeps climbing past the window's size"
 
 
 def test_first_seen_needs_history() -> None:
