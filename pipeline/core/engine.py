@@ -248,9 +248,10 @@ class Core:
         return out
 
     def _ready(self, p: int, item: Queued) -> bool:
-        ps = self.store.partition(p)
+        ps = self.store.peek_partition(p)  # marked to be written only when it changes
         day = item.day
         if day > ps.day:
+            self.store.partition(p)
             if ps.day >= 0:
                 self._close_through(p, ps, day - 1)
             ps.day = day
@@ -259,7 +260,7 @@ class Core:
             return True
         if ps.closed_through is None or ps.closed_through < day - 1:
             # first access of this partition: nothing before it needs publishing
-            self._close_through(p, ps, day - 1)
+            self._close_through(p, self.store.partition(p), day - 1)
             complete = self.book.complete_through()
             if complete is not None and complete >= day - 1:
                 return True

@@ -285,6 +285,9 @@ def test_a_partition_waits_at_a_day_boundary_until_every_partition_published_the
     c.offer([f.inbound(access(3, "S1", at=T0 + timedelta(days=1)))])
     out = c.drain(caught_up=lambda p: False)
     assert c.waiting() == 1, "S1's next day waits: S2's partition has not published day 1"
+    c.store.pending_writes()
+    c.drain(caught_up=lambda p: False)
+    assert c.store.pending_writes() == [], "waiting changes no state"
     assert any(isinstance(r, PeerDay) and r.partition == p1 for r in out.peer_records)
     c.offer([f.inbound(access(4, "S2", at=T0 + timedelta(days=1, minutes=1)))])
     out = c.drain(caught_up=lambda p: False)
