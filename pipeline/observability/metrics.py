@@ -189,8 +189,9 @@ class WorkerMetrics:
         )
         self.rewinds = Counter(
             "pipeline_rewinds_total",
-            "Access partitions read again from an offset because records before the one "
-            "delivered were skipped by the consumer (pipeline.worker.access)",
+            "Seeks back to re-read access records the consumer skipped (a partition's "
+            "next record came after a gap; asked again while nothing comes back, "
+            "pipeline.worker.access)",
             registry=r,
         )
         self.offset_gaps = Counter(

@@ -139,7 +139,8 @@ class PeerBook:
             per_day[rec.partition] = rec
             self._samples.pop(rec.day, None)
             self._views.pop(rec.day, None)
-            return self._close(rec.partition, rec.day) or True
+            self._close(rec.partition, rec.day)
+            return True
         return self._close(rec.partition, rec.day)
 
     def has_day(self, partition: int, day: int) -> bool:

@@ -104,7 +104,7 @@ class AccessProcessor:
             for ev in events:
                 m = ev.message
                 p, off = m.partition, m.offset
-                if not await self._in_sequence(p, off):
+                if not self._in_sequence(p, off):
                     continue  # read again after a rewind
                 self._held[(p, off)] = ev
                 if off > self._last_offered.get(p, -1):
@@ -112,41 +112,41 @@ class AccessProcessor:
                 ts = getattr(m, "timestamp", None)
                 inbound.append(Inbound(p, off, m.key, m.value, int(ts * 1000) if ts else -1))
             self.metrics.events_in.labels(topic=self.topic).inc(len(inbound))
+            if self._rewinds:
+                await self._ask_rewinds()
             self.core.offer(inbound)
             await self._cycle()
 
-    async def _in_sequence(self, p: int, off: int) -> bool:
+    def _in_sequence(self, p: int, off: int) -> bool:
         """Whether record ``off`` of partition ``p`` is the next one (or an earlier one,
         a harmless redelivery). Records after a gap are not taken: the partition is read
         again from the first missing offset (Faust, restarted under load, can hand the
         agent a partition's records from beyond its committed offset, and would then
-        commit over the ones it skipped; seen in the kill -9 chaos test)."""
+        commit over the ones it skipped; seen in the kill -9 chaos test). The seeks are
+        made by :meth:`_ask_rewinds`."""
         rewind = self._rewinds.get(p)
         if rewind is not None:
             start, attempts, at = rewind
-            if off == start or off < start:
+            if off <= start:
                 if off == start:
                     del self._rewinds[p]
                     log.info("partition %d: read again from offset %d", p, start)
                 return True
-            if time.monotonic() - at < REWIND_WAIT_S:
+            if attempts < REWIND_ATTEMPTS or time.monotonic() - at < REWIND_WAIT_S:
                 return False
-            if attempts >= REWIND_ATTEMPTS:
-                del self._rewinds[p]
-                self.metrics.offset_gaps.inc(off - start)
-                log.error(
-                    "partition %d: offsets %d-%d could not be read again after %d attempts "
-                    "(deleted by retention, or an aborted transaction?); going on from %d",
-                    p,
-                    start,
-                    off - 1,
-                    attempts,
-                    off,
-                )
-                self._last_offered[p] = off - 1
-                return True
-            await self._rewind(p, start, attempts + 1)
-            return False
+            del self._rewinds[p]
+            self.metrics.offset_gaps.inc(off - start)
+            log.error(
+                "partition %d: offsets %d-%d could not be read again after %d attempts "
+                "(deleted by retention, or an aborted transaction?); going on from %d",
+                p,
+                start,
+                off - 1,
+                attempts,
+                off,
+            )
+            self._last_offered[p] = off - 1
+            return True
         last = self._last_offered.get(p)
         expected = last + 1 if last is not None else self.consumer.committed(p)
         if expected <= 0 or off <= expected + CONTROL_GAP:
@@ -159,23 +159,25 @@ class AccessProcessor:
             off - 1,
             expected,
         )
-        await self._rewind(p, expected, 1)
+        self._rewinds[p] = (expected, 0, float("-inf"))
         return False
 
-    async def _rewind(self, p: int, start: int, attempts: int) -> None:
-        self._rewinds[p] = (start, attempts, time.monotonic())
-        self.metrics.rewinds.inc()
-        await self.consumer.rewind(p, start)
+    async def _ask_rewinds(self) -> None:
+        """Seek each rewinding partition back to its first missing offset: at once, then
+        again every ``REWIND_WAIT_S`` while nothing comes back (Faust drops the records
+        read again when a fetch in flight moved its read offset past them)."""
+        now = time.monotonic()
+        for p, (start, attempts, at) in list(self._rewinds.items()):
+            if now - at >= REWIND_WAIT_S and attempts < REWIND_ATTEMPTS:
+                self._rewinds[p] = (start, attempts + 1, now)
+                self.metrics.rewinds.inc()
+                await self.consumer.rewind(p, start)
 
     async def tick(self) -> None:
         """Run a cycle if something may have become possible (a peer day arrived, time);
-        ask again for partitions whose rewind was not answered (Faust drops the records
-        read again when a fetch in flight moved its read offset past them)."""
+        ask again for partitions whose rewind was not answered."""
         async with self.lock:
-            now = time.monotonic()
-            for p, (start, attempts, at) in list(self._rewinds.items()):
-                if now - at >= REWIND_WAIT_S and attempts < REWIND_ATTEMPTS:
-                    await self._rewind(p, start, attempts + 1)
+            await self._ask_rewinds()
             await self._cycle()
 
     async def apply(self, fn: Callable[[Core], Iterable[Any] | None]) -> None:

@@ -25,6 +25,7 @@ from pipeline.worker.agents import register
 from pipeline.worker.app import create_app
 from pipeline.worker.feedback import StaffVerdict, decode_staff_verdict
 from pipeline.worker.health import STALL_S, Health
+from pipeline.worker.runtime import Runtime
 from tests.unit.corekit import access
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "schemas" / "examples"
@@ -368,6 +369,23 @@ def test_a_restarted_caught_up_worker_is_not_reported_behind(settings: Settings)
     assert rt.access.caught_up(0)
 
 
+def resumed(settings: Settings, committed: int, high: int) -> tuple[Runtime, Any, Resumed]:
+    """A worker whose access agent resumed partition 0 from ``committed``."""
+    _app, rt = worker(settings, MemorySink(), FakeProducer())
+    proc = rt.access
+    proc.consumer = consumer = Resumed(committed=committed, high=high)
+    proc.table = RecordingTable()
+    return rt, proc, consumer
+
+
+def records(*offsets: int) -> list[Event]:
+    """Events of partition 0 at these offsets, one access of S1 each."""
+    return [Event(Message(0, o, b"S1", orjson.dumps(access(o)))) for o in offsets]
+
+
+async def no_ack(ev: Event) -> None: ...
+
+
 async def test_a_restarted_worker_is_caught_up_only_once_it_read_again_what_was_not_committed(
     settings: Settings,
 ) -> None:
@@ -375,19 +393,10 @@ async def test_a_restarted_worker_is_caught_up_only_once_it_read_again_what_was_
     # were committed: 5-9 come again. Counting them as seen closed the day before they
     # were read again, from staff states that lacked them (CI: a peer day published
     # twice with different samples).
-    _app, rt = worker(settings, MemorySink(), FakeProducer())
-    proc = rt.access
-    proc.consumer = Resumed(committed=5, high=10)
-    proc.table = RecordingTable()
+    rt, proc, _ = resumed(settings, committed=5, high=10)
     rt.core.store.partition(0).arrived = 9  # as restored from the changelog
     assert not proc.caught_up(0)
-    acked: list[int] = []
-
-    async def ack(ev: Event) -> None:
-        acked.append(ev.message.offset)
-
-    replay = [Event(Message(0, o, b"S1", orjson.dumps(access(o)))) for o in range(5, 10)]
-    await proc.handle(replay, ack)
+    await proc.handle(records(*range(5, 10)), no_ack)
     assert proc.caught_up(0)
 
 
@@ -396,25 +405,17 @@ async def test_records_after_a_gap_are_read_again_from_the_first_missing_one(
 ) -> None:
     # Restarted under load, Faust handed the agent partitions from ~88 records beyond
     # their committed offset, then committed over the skipped ones (CI, kill -9 test).
-    _app, rt = worker(settings, MemorySink(), FakeProducer())
-    proc = rt.access
-    proc.consumer = consumer = Resumed(committed=5, high=20)
-    proc.table = RecordingTable()
+    rt, proc, consumer = resumed(settings, committed=5, high=20)
 
-    async def ack(ev: Event) -> None: ...
-
-    def batch(*offsets: int) -> list[Event]:
-        return [Event(Message(0, o, b"S1", orjson.dumps(access(o)))) for o in offsets]
-
-    await proc.handle(batch(10, 11), ack)
+    await proc.handle(records(10, 11), no_ack)
     assert consumer.rewinds == [(0, 5)] and proc.holding() == 0
-    await proc.handle(batch(12), ack)  # still in Faust's buffers: dropped, comes again
+    await proc.handle(records(12), no_ack)  # still in Faust's buffers: dropped, comes again
     assert consumer.rewinds == [(0, 5)] and proc.holding() == 0
-    await proc.handle(batch(*range(5, 13)), ack)
+    await proc.handle(records(*range(5, 13)), no_ack)
     assert proc.core.stats.processed == 8 and proc.last_offered(0) == 12
-    await proc.handle(batch(14), ack)  # one offset missing: a transaction marker's
+    await proc.handle(records(14), no_ack)  # one offset missing: a transaction marker's
     assert consumer.rewinds == [(0, 5)] and proc.last_offered(0) == 14
-    await proc.handle(batch(17), ack)  # a gap while running: 15 is read again
+    await proc.handle(records(17), no_ack)  # a gap while running: 15 is read again
     assert consumer.rewinds == [(0, 5), (0, 15)]
     assert sample(rt, "pipeline_rewinds_total") == 2
 
@@ -422,21 +423,13 @@ async def test_records_after_a_gap_are_read_again_from_the_first_missing_one(
 async def test_an_unanswered_rewind_is_asked_again_then_given_up_and_counted(
     settings: Settings,
 ) -> None:
-    _app, rt = worker(settings, MemorySink(), FakeProducer())
-    proc = rt.access
-    proc.consumer = consumer = Resumed(committed=5, high=20)
-    proc.table = RecordingTable()
-
-    async def ack(ev: Event) -> None: ...
-
-    def batch(*offsets: int) -> list[Event]:
-        return [Event(Message(0, o, b"S1", orjson.dumps(access(o)))) for o in offsets]
+    rt, proc, consumer = resumed(settings, committed=5, high=20)
 
     def overdue() -> None:
         start, attempts, at = proc._rewinds[0]
         proc._rewinds[0] = (start, attempts, at - REWIND_WAIT_S)
 
-    await proc.handle(batch(10), ack)
+    await proc.handle(records(10), no_ack)
     overdue()
     await proc.tick()  # nothing came back: asked again
     assert consumer.rewinds == [(0, 5), (0, 5)]
@@ -445,7 +438,7 @@ async def test_an_unanswered_rewind_is_asked_again_then_given_up_and_counted(
         await proc.tick()
     assert len(consumer.rewinds) == REWIND_ATTEMPTS, "asked at most REWIND_ATTEMPTS times"
     overdue()
-    await proc.handle(batch(10), ack)  # records 5-9 are gone (retention): given up
+    await proc.handle(records(10), no_ack)  # records 5-9 are gone (retention): given up
     assert sample(rt, "pipeline_offset_gaps_total") == 5
     assert proc.last_offered(0) == 10 and proc.core.stats.processed == 1
 
@@ -506,15 +499,12 @@ async def test_state_writes_are_coalesced_and_records_acked_only_after_them(
     async def ack(ev: Event) -> None:
         acked.append(ev.message.offset)
 
-    def batch(*offsets: int) -> list[Event]:
-        return [Event(Message(0, o, b"S1", orjson.dumps(access(o)))) for o in offsets]
-
     def staff_writes() -> int:
         return sum(1 for k in table.writes if k == "S1")
 
     proc._flushed_at = time.monotonic()
-    await proc.handle(batch(0, 1), ack)
-    await proc.handle(batch(2), ack)
+    await proc.handle(records(0, 1), ack)
+    await proc.handle(records(2), ack)
     assert proc.core.stats.processed == 3
     assert table.writes == [] and acked == [], "nothing written or acked before a flush"
     assert proc.holding() == 3
@@ -526,13 +516,13 @@ async def test_state_writes_are_coalesced_and_records_acked_only_after_them(
     assert proc.holding() == 0
 
     # a verdict (or any apply) has no record to replay: its state is written at once
-    await proc.handle(batch(3), ack)
+    await proc.handle(records(3), ack)
     assert acked == [0, 1, 2]
     await proc.apply(lambda core: None)
     assert staff_writes() == 2 and acked == [0, 1, 2, 3]
 
     # a revoke writes the state first and leaves the partition's records unacked
-    await proc.handle(batch(4), ack)
+    await proc.handle(records(4), ack)
     async with proc.lock:
         await proc.revoke([0])
     assert staff_writes() == 3 and acked == [0, 1, 2, 3], "record 4 goes to the next owner"
