@@ -40,6 +40,7 @@ FLUSH_AT: Final = 5_000  # ... or as soon as this many handled records wait for 
 # A transactional producer's commit marker takes an offset that no consumer sees: a
 # gap of one is not a skipped record.
 CONTROL_GAP: Final = 1
+IDLE_S: Final = 1.0  # a partition may close its days once nothing came for this long
 REWIND_WAIT_S: Final = 1.0  # a rewind not answered by then is asked again...
 REWIND_ATTEMPTS: Final = 10  # ... this many times, then the missing records are given up
 
@@ -83,13 +84,20 @@ class AccessProcessor:
         self._paused: set[int] = set()
         self._done: list[tuple[int, int]] = []  # handled, acked at the next flush
         self._rewinds: dict[int, tuple[int, int, float]] = {}  # p -> (offset, attempts, at)
+        self._offered_at: dict[int, float] = {}  # p -> when a record of it was last offered
         self._flushed_at = time.monotonic()
         self.last_progress = time.monotonic()
         self._exported = {"duplicates": 0, "peer_days": 0}
         self._resets_exported: dict[tuple[str, str], int] = {}
 
     def caught_up(self, partition: int) -> bool:
-        """Nothing more to fetch now for ``partition`` (it may close its days when idle)."""
+        """Nothing more to fetch for ``partition``, and nothing came for ``IDLE_S`` (it may
+        close its days when idle). The high watermark alone is not enough: a partition
+        read as fast as it is written looks caught up between two fetches, and closing
+        its days then, while other partitions are far ahead in event time, closed days
+        it had not finished (CI: two workers, one a day behind the other)."""
+        if time.monotonic() - self._offered_at.get(partition, float("-inf")) < IDLE_S:
+            return False
         high = self.consumer.highwater(partition)
         if high is None:
             return False
@@ -101,6 +109,7 @@ class AccessProcessor:
         self._ack = ack
         async with self.lock:
             inbound = []
+            now = time.monotonic()
             for ev in events:
                 m = ev.message
                 p, off = m.partition, m.offset
@@ -109,6 +118,7 @@ class AccessProcessor:
                 self._held[(p, off)] = ev
                 if off > self._last_offered.get(p, -1):
                     self._last_offered[p] = off
+                self._offered_at[p] = now
                 ts = getattr(m, "timestamp", None)
                 inbound.append(Inbound(p, off, m.key, m.value, int(ts * 1000) if ts else -1))
             self.metrics.events_in.labels(topic=self.topic).inc(len(inbound))
@@ -297,6 +307,7 @@ class AccessProcessor:
         for p in gone:
             self._last_offered.pop(p, None)
             self._rewinds.pop(p, None)
+            self._offered_at.pop(p, None)
             self._paused.discard(p)
 
     def last_offered(self, partition: int) -> int:

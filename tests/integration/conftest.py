@@ -6,6 +6,7 @@ broker without seeing each other's data.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -117,9 +118,22 @@ async def roles() -> AsyncIterator[Roles]:
             with_login(DATABASE_URL, role, "worker-pw", database),
         )
     finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        await drop_database(admin, database)
         await admin.execute(f'DROP ROLE IF EXISTS "{role}"')
         await admin.close()
+
+
+async def drop_database(admin: asyncpg.Connection, database: str) -> None:
+    """Drop ``database``. FORCE may not terminate a session of another role that is still
+    closing (a worker that just exited; the dev role is no superuser: CI saw
+    InsufficientPrivilegeError): such a session goes away by itself, so wait for it."""
+    for _ in range(40):
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+            return
+        except asyncpg.exceptions.InsufficientPrivilegeError:
+            await asyncio.sleep(0.25)
+    await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
 
 
 # -- the console's fixtures: a Postgres schema of its own, its database role ------

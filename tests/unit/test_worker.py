@@ -20,7 +20,7 @@ from pipeline.contract.decode import decode_alert
 from pipeline.settings import Settings
 from pipeline.sinks.base import MemorySink
 from pipeline.worker import store as store_module
-from pipeline.worker.access import FLUSH_EVERY_S, REWIND_ATTEMPTS, REWIND_WAIT_S
+from pipeline.worker.access import FLUSH_EVERY_S, IDLE_S, REWIND_ATTEMPTS, REWIND_WAIT_S
 from pipeline.worker.agents import register
 from pipeline.worker.app import create_app
 from pipeline.worker.feedback import StaffVerdict, decode_staff_verdict
@@ -397,6 +397,8 @@ async def test_a_restarted_worker_is_caught_up_only_once_it_read_again_what_was_
     rt.core.store.partition(0).arrived = 9  # as restored from the changelog
     assert not proc.caught_up(0)
     await proc.handle(records(*range(5, 10)), no_ack)
+    assert not proc.caught_up(0), "records just came: not idle yet"
+    proc._offered_at[0] -= IDLE_S
     assert proc.caught_up(0)
 
 
