@@ -15,7 +15,10 @@ the whole topic from the beginning in a consumer group of its own:
     same broker, consumer, commit and buffer settings) with one agent that
     takes batches as the worker's access agent does (``noack_take`` with the
     worker's batch size and wait), ``orjson.loads`` every value and
-    acknowledges it;
+    acknowledges it; with Faust's own fetch loop (the worker's replacement,
+    ``pipeline.worker.faust_drain``, taken out again): the framework as
+    released;
+(b') ``noop-eager``: the same agent with the worker's fetch loop;
 (c) ``worker``: one real ``pipeline worker`` process (``simbank.workers.
     WorkerProcess``): every detector on, reference data loaded before it
     scores, alerts to the alert topic and to Postgres (a schema of this run);
@@ -75,10 +78,12 @@ from simbank.evaluate.realrun import free_port
 from simbank.simulate import SimConfig, generate
 from simbank.workers import WorkerProcess
 
-MODES: Final = ("raw", "noop", "worker", "workers2")
+MODES: Final = ("raw", "noop", "noop-eager", "worker", "workers2")
+ROLES: Final = ("raw", "noop", "noop-eager")
 LABELS: Final = {
     "raw": "(a) aiokafka getmany + orjson.loads",
-    "noop": "(b) Faust no-op agent (decode only)",
+    "noop": "(b) Faust no-op agent, Faust's fetch loop",
+    "noop-eager": "(b') Faust no-op agent, the worker's loop",
     "worker": "(c) 1 pipeline worker, all detectors",
     "workers2": "(d) 2 pipeline workers, one group",
 }
@@ -150,6 +155,7 @@ def _noop(args: argparse.Namespace) -> int:
     """(b): a Faust app from the worker's create_app, one agent that decodes and acks."""
     import faust
 
+    from pipeline.worker import faust_drain
     from pipeline.worker.agents import ACCESS_BATCH, ACCESS_WITHIN
     from pipeline.worker.app import create_app
     from pipeline.worker.main import worker_options
@@ -157,6 +163,8 @@ def _noop(args: argparse.Namespace) -> int:
     s = _role_settings(args).replace(log_level="warning")
     s.data_dir.mkdir(parents=True, exist_ok=True)
     app = create_app(s)
+    if args.role == "noop":
+        faust_drain.uninstall()
     progress: dict[str, float] = {"n": 0, "first": 0.0, "first_cpu": 0.0}
 
     @app.agent(app.topic(s.access_topic, partitions=s.partitions), name="noop-decode")
@@ -386,7 +394,7 @@ async def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
             group = f"{run}-{mode}"
             load = kit.load_average()
             print(f"{LABELS[mode]} ...", flush=True)
-            if mode in ("raw", "noop"):
+            if mode in ROLES:
                 r = await run_role(mode, args, prefix, group, n, log_dir)
             else:
                 assert db_url is not None
@@ -434,6 +442,8 @@ def _ratios(results: dict[str, dict[str, Any]]) -> dict[str, float]:
     out: dict[str, float] = {}
     for num, den in (
         ("worker", "noop"),
+        ("worker", "noop-eager"),
+        ("noop-eager", "noop"),
         ("worker", "raw"),
         ("noop", "raw"),
         ("workers2", "worker"),
@@ -502,7 +512,7 @@ def main() -> int:
     ap.add_argument("--keep", action="store_true", help="keep the topics and the schema")
     ap.add_argument("--out", type=Path, default=kit.RESULTS / "throughput.json")
     # internal: one consumer of (a) or (b), started by the run itself
-    ap.add_argument("--role", choices=("raw", "noop"), help=argparse.SUPPRESS)
+    ap.add_argument("--role", choices=ROLES, help=argparse.SUPPRESS)
     ap.add_argument("--prefix", help=argparse.SUPPRESS)
     ap.add_argument("--group", help=argparse.SUPPRESS)
     ap.add_argument("--result", help=argparse.SUPPRESS)
