@@ -111,9 +111,8 @@ async def test_broker_restart_mid_stream(
     await asyncio.sleep(3.0)
     await asyncio.to_thread(infra_control, "kafka", "start")
     await publishing
-    if w.proc.poll() is not None:  # a worker may stop when its broker vanished: restart it
-        w = workers.start("w")
-        await asyncio.to_thread(w.wait_healthy)
+    # The worker rides the outage out (aiokafka reconnects; the producer retries).
+    assert w.proc.poll() is None, f"the worker exited ({w.proc.returncode}) in the outage"
     check(await settle(s, want), want)
 
 
