@@ -5,7 +5,8 @@ large polls and stream buffers so that batches fill, offsets committed every
 second (at-least-once: a crash replays at most what was not committed). Two
 repairs of Faust's consumer are installed first: the choice of the offset to
 commit (:mod:`pipeline.worker.faust_offsets`) and a fetch loop that delivers
-records without a task each (:mod:`pipeline.worker.faust_drain`).
+records without a task each (:mod:`pipeline.worker.faust_drain`); then the
+fetch wait Faust does not expose (:mod:`pipeline.worker.faust_fetch`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import faust
 
 from pipeline.broker import clients
 from pipeline.settings import Settings
-from pipeline.worker import faust_drain, faust_offsets
+from pipeline.worker import faust_drain, faust_fetch, faust_offsets
 
 # Faust's own web views, all off: /router and /table expose the cluster's layout and
 # table data (per-employee state), /graph, /performance and the statistics pages at
@@ -32,6 +33,7 @@ BUILTIN_VIEWS = (
 def create_app(settings: Settings) -> faust.App:
     faust_offsets.install()
     faust_drain.install()
+    faust_fetch.install()
     app = faust.App(
         settings.app_id,
         **clients.faust_broker_options(settings),
