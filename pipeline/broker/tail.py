@@ -48,6 +48,7 @@ class Tail:
         self.on_error = on_error
         self.bootstrap_seconds: float | None = None
         self.records = 0
+        self.polled_at = time.monotonic()  # when its loop last asked for records
 
     async def _partitions(self) -> list[TopicPartition]:
         counts: dict[str, int] = {}
@@ -82,6 +83,7 @@ class Tail:
             if not pending:
                 self._mark_ready(started)
             while True:
+                self.polled_at = time.monotonic()
                 batches = await consumer.getmany(timeout_ms=500, max_records=10_000)
                 for tp, records in batches.items():
                     for rec in records:

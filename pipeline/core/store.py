@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, MutableMapping
 from typing import Protocol
 
 from pipeline.broker.partitioning import key_for_partition
@@ -26,9 +26,9 @@ log = logging.getLogger(__name__)
 
 
 class Backing(Protocol):
-    def get(self, key: str, /) -> bytes | None: ...
+    """Where states are read from (the worker's table; a dict offline)."""
 
-    def __setitem__(self, key: str, value: bytes, /) -> None: ...
+    def get(self, key: str, /) -> bytes | None: ...
 
 
 class Store:
@@ -111,10 +111,12 @@ class Store:
         return out
 
     def flush(self) -> int:
-        """Write dirty states to the backing; return how many."""
+        """Write dirty states into a mapping backing (offline runs, tests); return how
+        many. The worker writes :meth:`pending_writes` itself, awaiting the broker."""
+        if not isinstance(self.backing, MutableMapping):
+            raise TypeError(f"cannot flush into a {type(self.backing).__name__}")
         writes = self.pending_writes()
-        for key, value in writes:
-            self.backing[key] = value
+        self.backing.update(writes)
         return len(writes)
 
     def forget(self, partitions: Iterable[int]) -> None:

@@ -6,9 +6,10 @@ other partitions' days arrive), under one lock: the core is not re-entrant.
 
 Order of effects (never change it without reading ``pipeline.core.engine``):
 each cycle publishes its outbox and awaits every ack; a *flush* then writes
-the dirty states to the table and only then acks the records handled since
-the previous flush. Flushes are coalesced: one every ``FLUSH_EVERY_S``, or
-once ``FLUSH_AT`` handled records wait for one, and always after
+the dirty states to the table, awaits the broker's ack of each changelog
+record, and only then acks the records handled since the previous flush.
+Flushes are coalesced: one every ``FLUSH_EVERY_S``, or once ``FLUSH_AT``
+handled records wait for one, and always after
 :meth:`AccessProcessor.apply` (a verdict has no record to replay) and before
 a revoke. An employee touched by many small live batches is then encoded and
 written once per flush instead of once per batch. A crash between a cycle and
@@ -25,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, Final, Protocol
 
 from pipeline.core.engine import Core, Inbound
@@ -46,7 +47,20 @@ REWIND_ATTEMPTS: Final = 10  # ... this many times, then the missing records are
 
 
 class StateTable(Protocol):
-    def __setitem__(self, key: str, value: bytes, /) -> None: ...
+    """Where flushed states go (the worker's Faust table; a :class:`MemoryTable` in tests)."""
+
+    def get(self, key: str, /) -> bytes | None: ...
+
+    async def write(self, items: Sequence[tuple[str, bytes]]) -> None:
+        """Store ``items``; when it returns they are durable (in the worker: the broker
+        acknowledged each changelog record)."""
+
+
+class MemoryTable(dict[str, bytes]):
+    """An in-process :class:`StateTable` (tests, offline runs)."""
+
+    async def write(self, items: Sequence[tuple[str, bytes]]) -> None:
+        self.update(items)
 
 
 class Consumer(Protocol):
@@ -85,6 +99,7 @@ class AccessProcessor:
         self._done: list[tuple[int, int]] = []  # handled, acked at the next flush
         self._rewinds: dict[int, tuple[int, int, float]] = {}  # p -> (offset, attempts, at)
         self._offered_at: dict[int, float] = {}  # p -> when a record of it was last offered
+        self._assigned_at: dict[int, float] = {}  # p -> since when it can be read here
         self._flushed_at = time.monotonic()
         self.last_progress = time.monotonic()
         self._exported = {"duplicates": 0, "peer_days": 0}
@@ -103,6 +118,32 @@ class AccessProcessor:
             return False
         self.core.store.peek_partition(partition)  # load the restored state, if any
         return self.seen(partition) + 1 >= high
+
+    def assign(self, partitions: Iterable[int]) -> None:
+        """The partitions this worker reads now."""
+        parts = set(partitions)
+        self.core.assign(parts)
+        now = time.monotonic()
+        self._assigned_at = {p: self._assigned_at.get(p, now) for p in parts}
+
+    def unreadable(self) -> None:
+        """Nothing can be read now (the tables are recovering): :meth:`starved`'s clocks
+        start again at the next :meth:`assign`."""
+        self._assigned_at.clear()
+
+    def starved(self, after_s: float) -> tuple[int, ...]:
+        """Assigned partitions that have records to read and gave none for ``after_s``
+        seconds (nor since they were assigned), without being paused: the consumer stopped
+        fetching them."""
+        now = time.monotonic()
+        out = []
+        for p, since in sorted(self._assigned_at.items()):
+            high = self.consumer.highwater(p)
+            if high is None or p in self._paused or high <= self.seen(p) + 1:
+                continue
+            if now - max(since, self._offered_at.get(p, since)) > after_s:
+                out.append(p)
+        return tuple(out)
 
     async def handle(self, events: list[Any], ack: Callable[[Any], Awaitable[Any]]) -> None:
         """One batch from the access agent (Faust events, not acknowledged yet)."""
@@ -264,8 +305,8 @@ class AccessProcessor:
         """Write every dirty state to the table, then ack the records handled since the
         last flush (except those of ``skip_acks`` partitions); return the writes."""
         writes = self.core.store.pending_writes()
-        for key, value in writes:
-            self.table[key] = value
+        if writes:
+            await self.table.write(writes)
         ready, self._done = self._in_order(self._done)
         ack = self._ack
         for tp in ready:
@@ -308,6 +349,7 @@ class AccessProcessor:
             self._last_offered.pop(p, None)
             self._rewinds.pop(p, None)
             self._offered_at.pop(p, None)
+            self._assigned_at.pop(p, None)
             self._paused.discard(p)
 
     def last_offered(self, partition: int) -> int:

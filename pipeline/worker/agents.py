@@ -15,8 +15,10 @@ unacknowledged input is read again after the restart.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
+from collections.abc import Sequence
 from typing import Any, Final
 
 import faust
@@ -24,6 +26,8 @@ from aiokafka.errors import IllegalStateError
 from faust.exceptions import ConsumerNotStarted
 
 from pipeline.settings import Settings
+from pipeline.worker.access import StateTable
+from pipeline.worker.health import STALL_S
 from pipeline.worker.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -31,6 +35,9 @@ log = logging.getLogger(__name__)
 ACCESS_BATCH: Final = 5000
 ACCESS_WITHIN: Final = 0.1
 STORE_BATCH: Final = 500
+# A store batch waits this long to fill: the alert's time to Postgres is the topic's
+# plus up to this (0.5 s before; bench/latency.py measures both).
+STORE_WITHIN: Final = 0.1
 TICK_S: Final = 0.25
 EXIT_AGENT_FAILED: Final = 70
 
@@ -44,17 +51,34 @@ class FaustProducer:
 
 
 class TableBacking:
-    """str-keyed view of the bytes-keyed, bytes-valued state table."""
+    """str-keyed view of the bytes-keyed, bytes-valued state table.
 
-    def __init__(self, table: Any) -> None:
+    :meth:`write` sets the table's local store and sends the changelog records
+    itself, all at once, and awaits their acks. ``table[key] = value`` would queue
+    each record in Faust's producer buffer, which sends them one at a time and,
+    past 100 waiting, holds every stream's delivery until it has drained (the
+    ~200 states of a live flush stopped the access stream ~0.1 s each time; the
+    latency benchmark's lag then never caught up). The records are those Faust
+    writes (raw key and value, partitioned by the producer's partitioner on the
+    key, as ``use_partitioner=True``), so recovery and standbys read them alike."""
+
+    def __init__(self, table: Any, app: faust.App) -> None:
         self.table = table
+        self.app = app
 
     def get(self, key: str, /) -> bytes | None:
         value = self.table.get(key.encode())
         return None if value is None else bytes(value)
 
-    def __setitem__(self, key: str, value: bytes, /) -> None:
-        self.table[key.encode()] = value
+    async def write(self, items: Sequence[tuple[str, bytes]]) -> None:
+        data, send = self.table.data, self.app.producer.send
+        topic = self.table.changelog_topic.get_topic_name()
+        futures = []
+        for key, value in items:
+            k = key.encode()
+            data[k] = value
+            futures.append(await send(topic, k, value, None, None, None))
+        await asyncio.gather(*futures)
 
 
 class FaustConsumer:
@@ -118,10 +142,12 @@ def _exit() -> None:
     os._exit(EXIT_AGENT_FAILED)
 
 
-def register(app: faust.App, s: Settings, producer: Any = None, backing: Any = None) -> Runtime:
+def register(
+    app: faust.App, s: Settings, producer: Any = None, backing: StateTable | None = None
+) -> Runtime:
     """Declare the table, agents, tasks, timer and pages. Tests (Faust's
     ``test_context``, where no producer runs) pass a ``producer`` and a state
-    ``backing`` (a dict) instead of Faust's producer and the table."""
+    ``backing`` (a :class:`MemoryTable`) instead of Faust's producer and the table."""
     table = app.Table(
         "staff-state",
         default=None,
@@ -135,7 +161,7 @@ def register(app: faust.App, s: Settings, producer: Any = None, backing: Any = N
     rt = Runtime(
         s,
         producer or FaustProducer(app),
-        backing if backing is not None else TableBacking(table),
+        backing if backing is not None else TableBacking(table, app),
         consumer,
     )
 
@@ -151,47 +177,53 @@ def register(app: faust.App, s: Settings, producer: Any = None, backing: Any = N
 
     @app.agent(topic(s.alerts_topic), name="store-alerts")
     async def store_alerts(stream: Any) -> None:
-        async for events in stream.noack_take(STORE_BATCH, within=0.5):
+        async for events in stream.noack_take(STORE_BATCH, within=STORE_WITHIN):
             await rt.guard("store-alerts", rt.on_alerts(events, stream.ack), _exit)
 
     @app.agent(topic(s.evidence_topic), name="store-evidence")
     async def store_evidence(stream: Any) -> None:
-        async for events in stream.noack_take(STORE_BATCH, within=0.5):
+        async for events in stream.noack_take(STORE_BATCH, within=STORE_WITHIN):
             await rt.guard("store-evidence", rt.on_evidence(events, stream.ack), _exit)
 
     @app.agent(topic(s.feedback_topic), name="apply-feedback")
     async def apply_feedback(stream: Any) -> None:
-        async for events in stream.noack_take(STORE_BATCH, within=0.5):
+        async for events in stream.noack_take(STORE_BATCH, within=STORE_WITHIN):
             await rt.guard("apply-feedback", rt.on_feedback(events, stream.ack), _exit)
 
     @app.agent(topic(s.staff_feedback_topic), name="learn-from-feedback")
     async def learn_from_feedback(stream: Any) -> None:
         await rt.wait_ready()
-        async for events in stream.noack_take(STORE_BATCH, within=0.5):
+        async for events in stream.noack_take(STORE_BATCH, within=STORE_WITHIN):
             await rt.guard("learn-from-feedback", rt.on_staff_verdicts(events, stream.ack), _exit)
 
     # The tails run for the worker's life; one that raises stops the worker like an agent
     # (a worker whose reference data stopped moving must not go on answering 200).
     @app.task  # type: ignore[untyped-decorator]
     async def reference() -> None:
-        await rt.guard("reference", rt.reference_tail.run(), _exit)
+        await rt.guard("reference", rt.reference_tail.run(), _exit, batch=False)
 
     @app.task  # type: ignore[untyped-decorator]
     async def peers() -> None:
-        await rt.guard("peers", rt.peer_tail.run(), _exit)
+        await rt.guard("peers", rt.peer_tail.run(), _exit, batch=False)
 
     @app.timer(TICK_S)  # type: ignore[untyped-decorator]
     async def tick() -> None:
-        rt.health.reference_ready = rt.reference_tail.ready.is_set()
-        rt.health.peers_ready = rt.peer_tail.ready.is_set()
+        h = rt.health
+        h.reference_ready = rt.reference_tail.ready.is_set()
+        h.peers_ready = rt.peer_tail.ready.is_set()
+        # A reader always waits for records: its loop must keep turning.
+        h.progress("reference", holding=1, at=rt.reference_tail.polled_at)
+        h.progress("peers", holding=1, at=rt.peer_tail.polled_at)
         if app.in_recovery or not rt.ready:
+            rt.access.unreadable()
             return
         rt.freeze_loaded_heap()
-        rt.core.assign(consumer.assigned())
+        rt.access.assign(consumer.assigned())
         await rt.guard("score-access", rt.access.tick(), _exit, progress=False)
         # Progress is a record finished, not a cycle run: records held at the day barrier
         # for longer than STALL_S with nothing finished turn /health to 503.
-        rt.health.progress("score-access", rt.access.holding(), at=rt.access.last_progress)
+        h.progress("score-access", rt.access.holding(), at=rt.access.last_progress)
+        h.starving("score-access", rt.access.starved(STALL_S))
 
     def on_joined(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         rt.health.joined = True

@@ -2,9 +2,16 @@
 
 200 once the worker has joined its group and loaded the reference tables and
 the peer statistics, while every agent is up and none has stalled; 503
-otherwise, with a body saying which. An agent has *stalled* when it holds
-input it has not finished for more than ``STALL_S`` seconds without making
-progress; an agent is *down* after it failed (it is also counted in
+otherwise, with a body saying which. An agent has *stalled* when, for more
+than ``STALL_S`` seconds,
+
+- it holds input it has not finished without making progress (the access
+  agent's records at the day barrier; a reader whose loop stopped turning),
+- or it has been inside one batch (a sink retrying, a lock never released),
+- or it has read nothing from partitions that have records for it (a consumer
+  that stopped fetching).
+
+An agent is *down* after it failed (it is also counted in
 ``pipeline_batches_dropped_total``, which must stay 0).
 """
 
@@ -23,6 +30,8 @@ class AgentHealth:
     failures: int = 0
     last_progress: float = field(default_factory=time.monotonic)
     holding: int = 0  # input records taken but not finished
+    batches: list[float] = field(default_factory=list)  # monotonic starts of batches in hand
+    starved: tuple[int, ...] = ()  # partitions with records it has not read for STALL_S
 
 
 @dataclass
@@ -45,6 +54,21 @@ class Health:
         a.last_progress = time.monotonic() if at is None else at
         a.holding = holding
 
+    def busy(self, name: str, at: float | None = None) -> float:
+        """``name`` started a batch (monotonic ``at``; default now); returns its token for
+        :meth:`idle` (an agent's batch and its timer's cycle may overlap)."""
+        token = time.monotonic() if at is None else at
+        self.agent(name).batches.append(token)
+        return token
+
+    def idle(self, name: str, token: float) -> None:
+        """``name`` finished (or gave up) the batch it started with ``token``."""
+        self.agent(name).batches.remove(token)
+
+    def starving(self, name: str, partitions: tuple[int, ...]) -> None:
+        """``partitions`` have records ``name`` has read nothing of for ``STALL_S``."""
+        self.agent(name).starved = partitions
+
     def failed(self, name: str) -> None:
         a = self.agent(name)
         a.up = False
@@ -62,8 +86,17 @@ class Health:
         for name, a in sorted(self.agents.items()):
             if not a.up:
                 out.append(f"agent {name} is down ({a.failures} failures)")
-            elif a.holding and now - a.last_progress > STALL_S:
+                continue
+            if a.holding and now - a.last_progress > STALL_S:
                 out.append(f"agent {name} made no progress for {now - a.last_progress:.0f} s")
+            if a.batches and now - min(a.batches) > STALL_S:
+                out.append(f"agent {name} has been in one batch for {now - min(a.batches):.0f} s")
+            if a.starved:
+                parts = ", ".join(str(p) for p in a.starved)
+                out.append(
+                    f"agent {name} read nothing for {STALL_S:.0f} s from partitions with "
+                    f"records: {parts}"
+                )
         return out
 
     def report(self) -> tuple[int, dict[str, Any]]:

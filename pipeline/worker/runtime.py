@@ -23,7 +23,7 @@ from pipeline.broker.tail import Tail
 from pipeline.contract.decode import DecodeError, dead_letter
 from pipeline.core.engine import Core
 from pipeline.core.offline import core_config
-from pipeline.core.store import Backing, Store
+from pipeline.core.store import Store
 from pipeline.observability.metrics import WorkerMetrics
 from pipeline.peers import days as peer_days
 from pipeline.peers.book import PeerBook
@@ -31,7 +31,7 @@ from pipeline.reference.reader import reference_reader
 from pipeline.reference.state import ReferenceState
 from pipeline.settings import Settings
 from pipeline.sinks.base import EvidenceRow
-from pipeline.worker.access import AccessProcessor, Consumer
+from pipeline.worker.access import AccessProcessor, Consumer, StateTable
 from pipeline.worker.feedback import FeedbackService, decode_staff_verdict, learn
 from pipeline.worker.health import Health
 from pipeline.worker.publish import DeadLetterSender, OutboxPublisher, Producer
@@ -50,7 +50,7 @@ class Runtime:
         self,
         settings: Settings,
         producer: Producer,
-        table: Backing,
+        table: StateTable,
         consumer: Consumer,
         metrics: WorkerMetrics | None = None,
         ocsf: Callable[[dict[str, Any], str | None], bytes] | None = finding_bytes,
@@ -141,12 +141,16 @@ class Runtime:
         work: Awaitable[None],
         fatal: Callable[[], None],
         progress: bool = True,
+        batch: bool = True,
     ) -> None:
         """Run one batch of an agent. A failure is counted, marks the agent down and calls
         ``fatal`` (the worker stops; the batch was not acknowledged and is read again after
         the restart, so nothing is lost). ``progress``: a batch that returns counts as
         progress for ``/health`` (False for the access agent, whose batches may only hold
-        records at the day barrier: the tick reports its progress)."""
+        records at the day barrier: the tick reports its progress). ``batch``: ``work``
+        is one batch, and one that lasts longer than ``STALL_S`` is a stall (False for a
+        reader's loop, which runs for the worker's life: the tick reports its turns)."""
+        token = self.health.busy(agent) if batch else None
         try:
             await work
             if progress:
@@ -160,6 +164,9 @@ class Runtime:
             self.health.failed(agent)
             log.critical("agent %s failed; stopping the worker", agent, exc_info=True)
             fatal()
+        finally:
+            if token is not None:
+                self.health.idle(agent, token)
 
     # -- the agents' batch functions (Faust events in, acknowledged when done) ----------
     async def on_alerts(self, events: list[Any], ack: Callable[[Any], Awaitable[Any]]) -> None:

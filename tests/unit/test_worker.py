@@ -6,7 +6,7 @@ import asyncio
 import gc
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -20,7 +20,13 @@ from pipeline.contract.decode import decode_alert
 from pipeline.settings import Settings
 from pipeline.sinks.base import MemorySink
 from pipeline.worker import store as store_module
-from pipeline.worker.access import FLUSH_EVERY_S, IDLE_S, REWIND_ATTEMPTS, REWIND_WAIT_S
+from pipeline.worker.access import (
+    FLUSH_EVERY_S,
+    IDLE_S,
+    REWIND_ATTEMPTS,
+    REWIND_WAIT_S,
+    MemoryTable,
+)
 from pipeline.worker.agents import register
 from pipeline.worker.app import create_app
 from pipeline.worker.feedback import StaffVerdict, decode_staff_verdict
@@ -90,7 +96,7 @@ def worker(settings: Settings, sink: MemorySink, producer: FakeProducer) -> Any:
     app.finalize()
     app.conf.store = "memory://"
     app.flow_control.resume()
-    rt = register(app, settings, producer=producer, backing={})
+    rt = register(app, settings, producer=producer, backing=MemoryTable())
 
     async def connect(url: str) -> MemorySink:
         return sink
@@ -270,6 +276,49 @@ def test_health_reports_what_is_missing_and_stalled_agents() -> None:
     h.failed("store-alerts")
     status, body = h.report()
     assert status == 503 and "agent store-alerts is down (1 failures)" in body["problems"]
+
+
+def test_health_sees_a_batch_that_never_ends_and_a_reader_that_stopped_turning() -> None:
+    h = Health()
+    h.joined = h.reference_ready = h.peers_ready = True
+    long_ago = time.monotonic() - STALL_S - 1
+    token = h.busy("store-alerts", at=long_ago)  # a sink retrying for ever
+    h.busy("store-alerts")  # another batch, started now, does not hide the first
+    assert any("store-alerts has been in one batch" in p for p in h.problems())
+    h.idle("store-alerts", token)
+    assert not h.problems(), "the batch still in hand started just now"
+    h.progress("reference", holding=1, at=long_ago)  # the reader's loop last turned then
+    assert any("agent reference made no progress" in p for p in h.problems())
+    h.progress("reference", holding=1)
+    h.starving("score-access", (2, 3))
+    assert h.report()[0] == 503
+    assert any("partitions with records: 2, 3" in p for p in h.problems())
+
+
+class FixedHighwater:
+    """A consumer whose every partition has records up to offset 99."""
+
+    def highwater(self, partition: int) -> int | None:
+        return 100
+
+    def committed(self, partition: int) -> int:
+        return 0
+
+
+async def test_a_partition_with_records_that_gives_none_is_reported_starved(
+    settings: Settings,
+) -> None:
+    _app, rt = worker(settings.model_copy(update={"partitions": 2}), MemorySink(), FakeProducer())
+    proc = rt.access
+    proc.consumer = FixedHighwater()  # type: ignore[assignment]
+    proc.assign({0, 1})
+    assert proc.starved(STALL_S) == (), "just assigned"
+    proc._assigned_at = dict.fromkeys((0, 1), time.monotonic() - STALL_S - 1)
+    assert proc.starved(STALL_S) == (0, 1), "records to read, none offered since assigned"
+    await proc.handle(records(0, 1), no_ack)
+    assert proc.starved(STALL_S) == (1,), "partition 0 gave records just now"
+    proc.unreadable()  # recovering: the clocks start again at the next assignment
+    assert proc.starved(STALL_S) == ()
 
 
 async def test_a_failing_batch_is_counted_marks_the_agent_down_and_stops_the_worker(
@@ -479,14 +528,20 @@ class StillFetching:
     def resume(self, partition: int) -> None: ...
 
 
-class RecordingTable(dict[str, bytes]):
+class RecordingTable(MemoryTable):
+    """Records the keys written; a write returns only once ``gate`` is set (the broker's
+    acks of the changelog records)."""
+
     def __init__(self) -> None:
         super().__init__()
         self.writes: list[str] = []
+        self.gate = asyncio.Event()
+        self.gate.set()
 
-    def __setitem__(self, key: str, value: bytes) -> None:
-        self.writes.append(key)
-        super().__setitem__(key, value)
+    async def write(self, items: Sequence[tuple[str, bytes]]) -> None:
+        self.writes.extend(k for k, _ in items)
+        await self.gate.wait()
+        await super().write(items)
 
 
 async def test_state_writes_are_coalesced_and_records_acked_only_after_them(
@@ -512,7 +567,14 @@ async def test_state_writes_are_coalesced_and_records_acked_only_after_them(
     assert proc.holding() == 3
 
     proc._flushed_at -= FLUSH_EVERY_S  # the flush is due
-    await proc.tick()
+    table.gate.clear()  # the changelog records are not acknowledged yet
+    flush = asyncio.create_task(proc.tick())
+    await until(lambda: staff_writes() == 1)
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert acked == [], "no record is acked before its state is durable"
+    table.gate.set()
+    await flush
     assert staff_writes() == 1, "the employee's state is written once for both batches"
     assert acked == [0, 1, 2], "acked after the state that covers them"
     assert proc.holding() == 0
