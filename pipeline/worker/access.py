@@ -14,7 +14,13 @@ handled records wait for one, and always after
 a revoke. An employee touched by many small live batches is then encoded and
 written once per flush instead of once per batch. A crash between a cycle and
 its flush replays the unacknowledged records on the older state: their alert
-revisions come again, the same ones (duplicates, never loss).
+revisions come again, the same ones (duplicates, never loss). A cycle
+interrupted between the core's drain and the broker's acks of its outbox (the
+worker stopping cancels the agent) leaves the core ahead of what was
+published: from then on this process writes no state and acks nothing (the
+revoke at shutdown included), so the next owner replays those records on the
+last state written (CI: a SIGTERM mid-publish, then a flush at the revoke,
+restored an incident at revision 12 whose revisions 1-12 were never sent).
 
 Records held back by the day barrier stay unacknowledged, so their offsets
 are not committed; the consumer pauses a partition that holds more than
@@ -101,6 +107,7 @@ class AccessProcessor:
         self._offered_at: dict[int, float] = {}  # p -> when a record of it was last offered
         self._assigned_at: dict[int, float] = {}  # p -> since when it can be read here
         self._flushed_at = time.monotonic()
+        self._interrupted = False  # a cycle stopped between drain and publish (see above)
         self.last_progress = time.monotonic()
         self._exported = {"duplicates": 0, "peer_days": 0}
         self._resets_exported: dict[tuple[str, str], int] = {}
@@ -242,7 +249,9 @@ class AccessProcessor:
         started = clock()
         out = self.core.drain(self.caught_up)
         scored = clock()
+        self._interrupted = True  # until the outbox is acknowledged
         await self.publisher.publish(out)
+        self._interrupted = False
         published = clock()
         self._done.extend(out.done)
         if out.done:
@@ -303,7 +312,14 @@ class AccessProcessor:
 
     async def _flush(self, skip_acks: frozenset[int] = frozenset()) -> int:
         """Write every dirty state to the table, then ack the records handled since the
-        last flush (except those of ``skip_acks`` partitions); return the writes."""
+        last flush (except those of ``skip_acks`` partitions); return the writes.
+        Nothing, after an interrupted cycle: its states hold revisions never sent."""
+        if self._interrupted:
+            log.warning(
+                "a cycle was interrupted before its alerts were acknowledged: no state is "
+                "written and nothing acked; the partitions' records are read again"
+            )
+            return 0
         writes = self.core.store.pending_writes()
         if writes:
             await self.table.write(writes)

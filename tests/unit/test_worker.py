@@ -593,6 +593,44 @@ async def test_state_writes_are_coalesced_and_records_acked_only_after_them(
     assert proc.holding() == 0
 
 
+class StuckPublisher:
+    """A broker that never acknowledges the outbox."""
+
+    def __init__(self) -> None:
+        self.called = asyncio.Event()
+
+    async def publish(self, out: Any) -> None:
+        self.called.set()
+        await asyncio.Event().wait()
+
+
+async def test_a_cycle_cancelled_before_its_alerts_are_acked_writes_no_state(
+    settings: Settings,
+) -> None:
+    # CI: a worker stopped mid-publish, then wrote its state at the revoke; the next
+    # owner restored an incident at revision 12 whose revisions 1-12 were never sent.
+    _app, rt = worker(settings, MemorySink(), FakeProducer())
+    proc = rt.access
+    proc.consumer = StillFetching()
+    proc.table = table = RecordingTable()
+    acked: list[int] = []
+
+    async def ack(ev: Event) -> None:
+        acked.append(ev.message.offset)
+
+    await proc.handle(records(0, 1), ack)
+    proc.publisher = stuck = StuckPublisher()  # type: ignore[assignment]
+    batch = asyncio.create_task(proc.handle(records(2), ack))
+    await stuck.called.wait()
+    batch.cancel()  # the worker stops: Faust cancels the agent
+    with pytest.raises(asyncio.CancelledError):
+        await batch
+    assert proc.core.store.dirty(), "the core moved on: its state is ahead of the topic"
+    async with proc.lock:
+        await proc.revoke([0])
+    assert table.writes == [] and acked == [], "the next owner replays 0-2 on the old state"
+
+
 async def test_a_dead_letter_behind_a_held_record_is_acked_only_after_it() -> None:
     # Partition 0's access waits at the day barrier for partition 1's previous day; the
     # malformed record after it is dead-lettered at once. Acking it first would let
