@@ -102,6 +102,7 @@ class AccessProcessor:
         self._ack: Callable[[Any], Awaitable[Any]] | None = None
         self._last_offered: dict[int, int] = {}
         self._paused: set[int] = set()
+        self._waiting_since: dict[int, float] = {}  # p -> since when records wait for peers
         self._done: list[tuple[int, int]] = []  # handled, acked at the next flush
         self._rewinds: dict[int, tuple[int, int, float]] = {}  # p -> (offset, attempts, at)
         self._offered_at: dict[int, float] = {}  # p -> when a record of it was last offered
@@ -296,7 +297,16 @@ class AccessProcessor:
         return [p for p, q in self.core.queues.items() if q]
 
     def _flow_control(self) -> None:
+        """After a drain, what is left in a queue waits at the day barrier: pause a
+        partition that holds too much, resume it once empty, and time each wait."""
+        now = time.monotonic()
         for p, q in self.core.queues.items():
+            since = self._waiting_since.get(p)
+            if q and since is None:
+                self._waiting_since[p] = now
+            elif not q and since is not None:
+                del self._waiting_since[p]
+                self.metrics.peer_wait_seconds.observe(now - since)
             if len(q) >= PAUSE_AT and p not in self._paused:
                 self.consumer.pause(p)
                 self._paused.add(p)
@@ -366,6 +376,7 @@ class AccessProcessor:
             self._rewinds.pop(p, None)
             self._offered_at.pop(p, None)
             self._assigned_at.pop(p, None)
+            self._waiting_since.pop(p, None)
             self._paused.discard(p)
 
     def last_offered(self, partition: int) -> int:

@@ -656,7 +656,11 @@ async def test_a_dead_letter_behind_a_held_record_is_acked_only_after_it() -> No
     assert acked == [], "the dead letter waits for the record held before it"
     assert proc.holding() == 2
 
+    waits = "pipeline_peer_wait_seconds_count"
+    assert not rt.metrics.registry.get_sample_value(waits), "still waiting"
+
     consumer.empty.add(1)  # partition 1 turns out empty: it closes its days, the barrier opens
     await proc.apply(lambda core: None)
     assert acked == [0, 1]
     assert proc.holding() == 0
+    assert rt.metrics.registry.get_sample_value(waits) == 1, "the wait is timed once it ends"
