@@ -77,6 +77,10 @@ class WorkerProcess:
     def health(self) -> tuple[int, bytes]:
         return self._get("/health")
 
+    def live(self) -> tuple[int, bytes]:
+        """The liveness page: what a restart could mend."""
+        return self._get("/live")
+
     def metrics(self) -> str:
         return self._get("/metrics")[1].decode()
 

@@ -249,6 +249,11 @@ def register(
         body["waiting"] = rt.core.waiting()
         return web.json(body, status=status)
 
+    @app.page("/live")
+    async def live(web: Any, request: Any) -> Any:
+        status, body = rt.health.report(live=True)
+        return web.json(body, status=status)
+
     @app.page("/metrics")
     async def metrics_page(web: Any, request: Any) -> Any:
         assigned = consumer.assigned()

@@ -1,4 +1,4 @@
-"""What ``GET /health`` says: ready, and every agent alive and making progress.
+"""What ``GET /health`` and ``GET /live`` say: ready, and every agent alive and making progress.
 
 200 once the worker has joined its group and loaded the reference tables and
 the peer statistics, while every agent is up and none has stalled; 503
@@ -13,6 +13,13 @@ than ``STALL_S`` seconds,
 
 An agent is *down* after it failed (it is also counted in
 ``pipeline_batches_dropped_total``, which must stay 0).
+
+``/live`` (the liveness probe) answers 503 only for what a restart can mend:
+an agent down, or a stall of the access path. A batch of an agent that writes
+to Postgres (``EXTERNAL``) held for long is Postgres away while the store
+retries: a restart would not bring it back, and would stop the alerts on the
+topic while the worker bootstraps again. ``/health`` (startup, readiness)
+reports it.
 """
 
 from __future__ import annotations
@@ -22,6 +29,8 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 STALL_S: Final = 120.0
+# Agents whose batches wait on Postgres (retried until it answers).
+EXTERNAL: Final = frozenset({"store-alerts", "store-evidence", "apply-feedback"})
 
 
 @dataclass
@@ -74,14 +83,15 @@ class Health:
         a.up = False
         a.failures += 1
 
-    def problems(self, now: float | None = None) -> list[str]:
+    def problems(self, now: float | None = None, live: bool = False) -> list[str]:
+        """What is wrong; ``live``: only what a restart can mend (see the module)."""
         now = time.monotonic() if now is None else now
         out = []
-        if not self.joined:
+        if not self.joined and not live:
             out.append("not joined the consumer group yet")
-        if not self.reference_ready:
+        if not self.reference_ready and not live:
             out.append("reference data not loaded yet")
-        if not self.peers_ready:
+        if not self.peers_ready and not live:
             out.append("peer statistics not loaded yet")
         for name, a in sorted(self.agents.items()):
             if not a.up:
@@ -89,7 +99,7 @@ class Health:
                 continue
             if a.holding and now - a.last_progress > STALL_S:
                 out.append(f"agent {name} made no progress for {now - a.last_progress:.0f} s")
-            if a.batches and now - min(a.batches) > STALL_S:
+            if a.batches and now - min(a.batches) > STALL_S and not (live and name in EXTERNAL):
                 out.append(f"agent {name} has been in one batch for {now - min(a.batches):.0f} s")
             if a.starved:
                 parts = ", ".join(str(p) for p in a.starved)
@@ -99,8 +109,8 @@ class Health:
                 )
         return out
 
-    def report(self) -> tuple[int, dict[str, Any]]:
-        problems = self.problems()
+    def report(self, live: bool = False) -> tuple[int, dict[str, Any]]:
+        problems = self.problems(live=live)
         body: dict[str, Any] = {
             "ok": not problems,
             "joined": self.joined,

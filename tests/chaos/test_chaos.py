@@ -216,6 +216,7 @@ async def test_fuzzed_bytes_on_every_input_topic(topics: Settings, workers: Work
     check(got, want)
     assert w.proc.poll() is None, "the worker is still running"
     assert w.health()[0] == 200
+    assert w.live()[0] == 200
     assert w.metric("pipeline_batches_dropped_total") == 0
     letters = [orjson.loads(v or b"") for _, v in await read_all(s, s.dlq_topic)]
     by_topic: dict[str, int] = {}

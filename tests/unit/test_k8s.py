@@ -264,7 +264,8 @@ def test_worker_probes_ports_and_bind(
     assert env["PIPELINE_WEB_BIND"] == "0.0.0.0"
     probes = {k: worker[k] for k in ("startupProbe", "readinessProbe", "livenessProbe")}
     for name, probe in probes.items():
-        assert probe["httpGet"]["path"] == "/health", name
+        want = "/live" if name == "livenessProbe" else "/health"
+        assert probe["httpGet"]["path"] == want, name
         port = probe["httpGet"]["port"]
         assert port in ports or port in ports.values(), name  # the container's named port
     startup = probes["startupProbe"]

@@ -295,6 +295,20 @@ def test_health_sees_a_batch_that_never_ends_and_a_reader_that_stopped_turning()
     assert any("partitions with records: 2, 3" in p for p in h.problems())
 
 
+def test_liveness_leaves_out_a_postgres_outage_but_not_a_stalled_access_path() -> None:
+    h = Health()
+    h.joined = h.reference_ready = h.peers_ready = True
+    long_ago = time.monotonic() - STALL_S - 1
+    h.busy("store-alerts", at=long_ago)  # the alert store retrying while Postgres is away
+    assert h.report()[0] == 503, "not ready: the alerts do not reach Postgres"
+    assert h.report(live=True)[0] == 200, "a restart would not bring Postgres back"
+    h.busy("score-access", at=long_ago)  # a cycle that never ends
+    status, body = h.report(live=True)
+    assert status == 503 and any("score-access" in p for p in body["problems"])
+    h.failed("apply-feedback")
+    assert any("apply-feedback is down" in p for p in h.problems(live=True))
+
+
 class FixedHighwater:
     """A consumer whose every partition has records up to offset 99."""
 
