@@ -558,17 +558,32 @@ class RecordingTable(MemoryTable):
         await super().write(items)
 
 
-async def test_state_writes_are_coalesced_and_records_acked_only_after_them(
-    settings: Settings,
-) -> None:
+class Recorded(NamedTuple):
+    proc: Any
+    table: RecordingTable
+    acked: list[int]
+    ack: Any
+
+
+def recorded_processor(settings: Settings) -> Recorded:
+    """The access processor of a test worker, writing to a :class:`RecordingTable` and
+    recording the offsets its ``ack`` is called with."""
     _app, rt = worker(settings, MemorySink(), FakeProducer())
     proc = rt.access
     proc.consumer = StillFetching()
-    proc.table = table = RecordingTable()
+    proc.table = RecordingTable()
     acked: list[int] = []
 
     async def ack(ev: Event) -> None:
         acked.append(ev.message.offset)
+
+    return Recorded(proc, proc.table, acked, ack)
+
+
+async def test_state_writes_are_coalesced_and_records_acked_only_after_them(
+    settings: Settings,
+) -> None:
+    proc, table, acked, ack = recorded_processor(settings)
 
     def staff_writes() -> int:
         return sum(1 for k in table.writes if k == "S1")
@@ -623,14 +638,7 @@ async def test_a_cycle_cancelled_before_its_alerts_are_acked_writes_no_state(
 ) -> None:
     # CI: a worker stopped mid-publish, then wrote its state at the revoke; the next
     # owner restored an incident at revision 12 whose revisions 1-12 were never sent.
-    _app, rt = worker(settings, MemorySink(), FakeProducer())
-    proc = rt.access
-    proc.consumer = StillFetching()
-    proc.table = table = RecordingTable()
-    acked: list[int] = []
-
-    async def ack(ev: Event) -> None:
-        acked.append(ev.message.offset)
+    proc, table, acked, ack = recorded_processor(settings)
 
     await proc.handle(records(0, 1), ack)
     proc.publisher = stuck = StuckPublisher()  # type: ignore[assignment]
