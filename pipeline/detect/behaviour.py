@@ -194,6 +194,11 @@ class Behaviour(Struct, gc=False):
         if day <= self.day:
             return day == self.day
         if self.day >= 0:
+            if self.history:
+                # Hour samples are read only when the partition publishes their day, which
+                # it does before any of its staff starts a later one (engine._ready): an
+                # older day keeps its counts (the week) and sheds most of the state's size.
+                self.history[-1].samples = []
             self.history.append(self.summary())
             del self.history[:-HISTORY_DAYS]
             for code in (*SOFT_CODES, PEAK, EXPORTS):

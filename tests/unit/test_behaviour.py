@@ -105,6 +105,17 @@ def test_days_roll_into_baselines_and_summaries_are_kept_for_a_few_days() -> Non
     assert not b.roll(CAL.day(late.at), [], None), "a late access does not re-roll the day"
 
 
+def test_only_the_newest_completed_day_keeps_its_hour_samples() -> None:
+    b = Behaviour()
+    for day in range(4):
+        for i in range(3):  # three clock hours: samples of the trailing hour
+            step(b, enriched(day * 10 + i, "X1", minutes=day * 1440 + i * 61))
+    assert b.samples, "today samples its hours"
+    assert b.history[-1].samples, "the day just completed can still be published"
+    assert all(not h.samples for h in b.history[:-1])
+    assert all(h.counts.get(OTHER) for h in b.history), "every day keeps its counts (the week)"
+
+
 def test_peer_statistics_set_the_usual_count_of_someone_new() -> None:
     book = PeerBook(1)
     group = "rb:customer_manager|BR1"
