@@ -34,8 +34,10 @@ a bound, named below.
 * **Learning.** Baselines learn from completed days; occurrences that joined
   an open incident are not learned (nothing is learned from what was flagged),
   and a day's count is learned at most ``CLIP_SD`` deviations above its
-  expectation, so misuse spread thinly over many days does not become usual
-  while a lasting change of duties is learned within weeks.
+  expectation (the daily baseline: at least 1; the slow one: no such floor, but
+  up to the peers' ``CLIP_SD`` deviations, and never more than the daily one
+  learns), so misuse spread thinly over many days does not become usual while
+  a lasting change of duties is learned within weeks.
 * **Model.** The group model (:mod:`pipeline.detect.model`) corroborates:
   its evidence is at most ``MODEL_DAY_CAP`` risk points per bank day
   (:func:`model_evidence`), less than an incident needs.
@@ -202,7 +204,7 @@ class Behaviour(Struct, gc=False):
             self.history.append(self.summary())
             del self.history[:-HISTORY_DAYS]
             for code in (*SOFT_CODES, PEAK, EXPORTS):
-                x = _clipped(self, code)
+                x, slow_x = _clipped(self, code)
                 b = self.baselines.get(code)
                 if b is None:
                     b = self.baselines[code] = Baseline()
@@ -211,7 +213,7 @@ class Behaviour(Struct, gc=False):
                     sb = self.slow_baselines.get(code)
                     if sb is None:
                         sb = self.slow_baselines[code] = Baseline()
-                    sb.update(x, SLOW_ALPHA)
+                    sb.update(slow_x, SLOW_ALPHA)
             self.days += 1
         self.day = day
         self.groups = groups
@@ -295,19 +297,27 @@ def _expectations(b: Behaviour, groups: list[str], view: PeerView | None) -> dic
     return out
 
 
-def _clipped(b: Behaviour, code: str) -> float:
-    """The day's count of ``code`` as the baselines learn it: at most ``CLIP_SD`` standard
-    deviations above the day's expectation (at least 1). An unusual day moves the baseline
-    a little, so a sustained change of duties is learned within weeks, while misuse spread
-    thinly over many days does not teach the baseline that it is normal."""
+def _clipped(b: Behaviour, code: str) -> tuple[float, float]:
+    """The day's count of ``code`` as the daily and the slow baseline learn it: at most
+    ``CLIP_SD`` standard deviations above the day's expectation (for the daily baseline at
+    least 1). An unusual day moves the baseline a little, so a sustained change of duties
+    is learned within weeks, while misuse spread thinly over many days does not teach the
+    baseline that it is normal. The slow baseline (the week's reference) has no floor of
+    1: where the employee and their peers hardly ever do it, a day's occurrence is learned
+    only up to what is ordinary for either (never more than the daily baseline learns),
+    and the slow baseline follows the daily one as that learns a new duty."""
     x = b.counts.get(code, 0.0)
     ex = b.expect.get(code)
     if ex is None:
-        return x
+        return x, x
     cap = ex.mean + CLIP_SD * math.sqrt(ex.var)
+    peer_cap = ex.peer + CLIP_SD * math.sqrt(ex.peer_var)
+    slow_cap = cap if cap > peer_cap else peer_cap
     if cap < 1.0:
         cap = 1.0
-    return x if x < cap else cap
+    if slow_cap > cap:
+        slow_cap = cap
+    return (x if x < cap else cap), (x if x < slow_cap else slow_cap)
 
 
 def _week_level(b: Behaviour, code: str, today: int) -> float:

@@ -15,6 +15,7 @@ from pipeline.detect.behaviour import (
     MIN_HISTORY,
     MODEL_DAY_CAP,
     RECENT_CAP,
+    SLOW_ALPHA,
     SURPRISE_FLOOR,
     WINDOW_CAP,
     Behaviour,
@@ -260,3 +261,31 @@ def test_model_evidence_is_capped_per_day() -> None:
     assert sum(got) == MODEL_DAY_CAP and got[-1] == 0.0
     step(b, enriched(2, "X1", minutes=1440))
     assert model_evidence(b, 15.0) == 15.0, "a new day, a new allowance"
+
+
+def test_the_week_reference_does_not_learn_in_full_what_nobody_usually_does() -> None:
+    book = PeerBook(1)
+    group = "rb:customer_manager|BR1"
+    g = GroupDay(40, {OTHER: 0.0}, {OTHER: 0.0})  # peers: never
+    day0 = CAL.day(T0.timestamp())
+    groups = ["r:customer_manager", group]
+    ref = world(customers=[("H1", "BR1", "normal")])
+    b = Behaviour()
+    head = Baseline()  # the week's reference if each day were learned as the daily one is
+    for d in range(17):  # ten days without, then one other-branch customer a day
+        book.add(PeerDay(0, day0 + d - 1, {group: g, "r:customer_manager": g}, {}))
+        if d < 10:
+            ev = decode_access_event(
+                msgspec.json.encode(access(d * 100, "S1", "H1", minutes=d * 1440))
+            )
+            e = ref.enrich(ev, ev.occurred_at.timestamp())
+        else:
+            e = enriched(d * 100, f"X{d}", minutes=d * 1440)
+        b.roll(CAL.day(e.at), groups, book.view(day0 + d - 1))
+        observe(b, e, evaluate_rules(e), False, False)
+        if d > 0:
+            head.update(1.0 if d > 10 else 0.0, SLOW_ALPHA)
+    slow = b.slow_baselines[OTHER]
+    assert slow.n == head.n == 16
+    assert b.baselines[OTHER].mean > 0.3, "the daily baseline learns the new habit"
+    assert 0.0 < slow.mean < head.mean - 0.02, "the week's reference follows it, more slowly"
