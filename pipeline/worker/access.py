@@ -42,7 +42,7 @@ from pipeline.worker.publish import OutboxPublisher
 log = logging.getLogger(__name__)
 
 PAUSE_AT: Final = 20_000
-FLUSH_EVERY_S: Final = 0.5  # state written (and records acked) at most this long after a cycle
+FLUSH_EVERY_S: Final = 2.0  # state written (and records acked) at most this long after a cycle
 FLUSH_AT: Final = 5_000  # ... or as soon as this many handled records wait for it
 # A transactional producer's commit marker takes an offset that no consumer sees: a
 # gap of one is not a skipped record.
