@@ -22,7 +22,9 @@ the whole topic from the beginning in a consumer group of its own:
 (c) ``worker``: one real ``pipeline worker`` process (``simbank.workers.
     WorkerProcess``): every detector on, reference data loaded before it
     scores, alerts to the alert topic and to Postgres (a schema of this run);
-(d) ``workers2``: two such processes in one consumer group (``--modes``).
+(d) ``workers2``: two such processes in one consumer group (``--modes``);
+(e) ``workers4``: four (on 4 partitions, one each; on a 2-core machine they
+    share the cores, so this measures the group's overhead, not its scaling).
 
 (a) and (b) run in their own processes too (this script, ``--role``), so
 every consumer has its own interpreter and event loop and the orchestrating
@@ -78,7 +80,7 @@ from simbank.evaluate.realrun import free_port
 from simbank.simulate import SimConfig, generate
 from simbank.workers import WorkerProcess
 
-MODES: Final = ("raw", "noop", "noop-eager", "worker", "workers2")
+MODES: Final = ("raw", "noop", "noop-eager", "worker", "workers2", "workers4")
 ROLES: Final = ("raw", "noop", "noop-eager")
 LABELS: Final = {
     "raw": "(a) aiokafka getmany + orjson.loads",
@@ -86,7 +88,9 @@ LABELS: Final = {
     "noop-eager": "(b') Faust no-op agent, the worker's loop",
     "worker": "(c) 1 pipeline worker, all detectors",
     "workers2": "(d) 2 pipeline workers, one group",
+    "workers4": "(e) 4 pipeline workers, one group",
 }
+WORKERS: Final = {"worker": 1, "workers2": 2, "workers4": 4}
 
 
 # -- (a) and (b): run in a process of their own ----------------------------------------
@@ -387,7 +391,7 @@ async def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
         finally:
             await pub.stop()
         print(f"published {refs:,} reference records and {n:,} events in {publish_s:.1f} s")
-        if {"worker", "workers2"} & set(modes):
+        if set(WORKERS) & set(modes):
             db_url = await kit.create_schema(args.database_url, schema)
         for mode in modes:
             await asyncio.sleep(args.pause)  # let the broker settle between consumers
@@ -399,7 +403,7 @@ async def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
             else:
                 assert db_url is not None
                 ws = base.replace(app_id=group, database_url=db_url)
-                count = 2 if mode == "workers2" else 1
+                count = WORKERS[mode]
                 r = await run_workers(count, ws, n, log_dir, args.poll, args.timeout)
             r["load_average_before"] = load
             r["events_per_second"] = round(r["events"] / r["seconds"]) if r["seconds"] else None
@@ -448,6 +452,8 @@ def _ratios(results: dict[str, dict[str, Any]]) -> dict[str, float]:
         ("noop", "raw"),
         ("workers2", "worker"),
         ("workers2", "noop"),
+        ("workers4", "worker"),
+        ("workers4", "workers2"),
     ):
         a, b = rate(num), rate(den)
         if a and b:
@@ -478,12 +484,13 @@ def table(doc: dict[str, Any]) -> str:
         for row in rows
     ]
     lines.insert(1, "  ".join("-" * w for w in widths))
-    w2 = doc["modes"].get("workers2")
-    if w2 and w2.get("steady_events_per_second"):
-        lines.append(
-            f"(d) steady, from {w2['steady_from_seconds']} s on, partitions {w2['split']}: "
-            f"{w2['steady_events_per_second']:,} events/s"
-        )
+    for mode in ("workers2", "workers4"):
+        w = doc["modes"].get(mode)
+        if w and w.get("steady_events_per_second"):
+            lines.append(
+                f"{LABELS[mode][:3]} steady, from {w['steady_from_seconds']} s on, partitions "
+                f"{w['split']}: {w['steady_events_per_second']:,} events/s"
+            )
     lines.append("ratios: " + ", ".join(f"{k} = {v:.3f}" for k, v in doc["ratios"].items()))
     la = doc["load_average_1_5_15"]
     lines.append(f"load average before {la['before']}, after {la['after']}")
