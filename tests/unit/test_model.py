@@ -133,3 +133,37 @@ def test_the_forest_scores_bit_for_bit_like_rivers(
         river.learn_one(d)
     assert ours.counter == river.counter
     assert len(scores) > 2, "the scores differ from sample to sample"
+
+
+@pytest.mark.parametrize(
+    ("n_trees", "height", "window_size", "seed", "before"),
+    [(10, 8, 250, 7, 0), (10, 8, 250, 7, 130), (3, 4, 20, 11, 5), (2, 2, 10, 0, 10)],
+)
+def test_the_bulk_prequential_pass_equals_learning_and_scoring_one_at_a_time(
+    n_trees: int, height: int, window_size: int, seed: int, before: int
+) -> None:
+    from pipeline.detect.model import Forest, Trees
+
+    trees = Trees.drawn(n_trees, height, window_size, seed)
+    one, bulk = Forest(trees), Forest(trees)
+    rng = random.Random(seed)
+    warm = [scale(hour(rng)) for _ in range(before)]  # some learned before, one way each
+    for x in warm:
+        one.learn_one(x)
+    bulk.prequential(warm, [False] * len(warm))
+    rows = [scale(hour(rng)) if k % 5 else [rng.random() for _ in FEATURES] for k in range(700)]
+    scored = [k % 3 != 0 for k in range(len(rows))]
+    expected = []
+    for x, s in zip(rows, scored, strict=True):
+        expected.append(one.score_one(x) if s else 0.0)
+        one.learn_one(x)
+    assert bulk.prequential(rows, scored) == expected
+    assert len(set(expected)) > 10, "the scores differ from sample to sample"
+    assert (bulk.l_mass, bulk.r_mass, bulk.counter, bulk.first_window) == (
+        one.l_mass,
+        one.r_mass,
+        one.counter,
+        one.first_window,
+    )
+    with pytest.raises(ValueError, match="one scored flag per row"):
+        bulk.prequential(rows, scored[:-1])
