@@ -8,9 +8,10 @@
 * tasks reading the reference topics and the peer statistics (global tables),
   and a timer that lets partitions waiting at a day boundary go on.
 
-Every agent acknowledges its input only after its effects are acknowledged
-(manual acks, ``noack_take``); an agent that fails stops the worker, so its
-unacknowledged input is read again after the restart.
+Every agent takes its input in batches that are handed over as soon as nothing
+more is ready (:func:`pipeline.worker.faust_take.take_ready`) and acknowledges
+it only after its effects are acknowledged; an agent that fails stops the
+worker, so its unacknowledged input is read again after the restart.
 """
 
 from __future__ import annotations
@@ -27,16 +28,18 @@ from faust.exceptions import ConsumerNotStarted
 
 from pipeline.settings import Settings
 from pipeline.worker.access import StateTable
+from pipeline.worker.faust_take import take_ready
 from pipeline.worker.health import STALL_S
 from pipeline.worker.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
 ACCESS_BATCH: Final = 5000
+# A batch is handed over once nothing more is ready (faust_take); this bounds how long one
+# gathers while records keep coming.
 ACCESS_WITHIN: Final = 0.1
 STORE_BATCH: Final = 500
-# A store batch waits this long to fill: the alert's time to Postgres is the topic's
-# plus up to this (0.5 s before; bench/latency.py measures both).
+# ... and a store batch (bench/latency.py measures the time to the topic and to Postgres).
 STORE_WITHIN: Final = 0.1
 TICK_S: Final = 0.25
 EXIT_AGENT_FAILED: Final = 70
@@ -171,29 +174,29 @@ def register(
     @app.agent(topic(s.access_topic), name="score-access")
     async def score_access(stream: Any) -> None:
         await rt.wait_ready()
-        async for events in stream.noack_take(ACCESS_BATCH, within=ACCESS_WITHIN):
+        async for events in take_ready(stream, ACCESS_BATCH, ACCESS_WITHIN):
             work = rt.access.handle(events, stream.ack)
             await rt.guard("score-access", work, _exit, progress=False)
 
     @app.agent(topic(s.alerts_topic), name="store-alerts")
     async def store_alerts(stream: Any) -> None:
-        async for events in stream.noack_take(STORE_BATCH, within=STORE_WITHIN):
+        async for events in take_ready(stream, STORE_BATCH, STORE_WITHIN):
             await rt.guard("store-alerts", rt.on_alerts(events, stream.ack), _exit)
 
     @app.agent(topic(s.evidence_topic), name="store-evidence")
     async def store_evidence(stream: Any) -> None:
-        async for events in stream.noack_take(STORE_BATCH, within=STORE_WITHIN):
+        async for events in take_ready(stream, STORE_BATCH, STORE_WITHIN):
             await rt.guard("store-evidence", rt.on_evidence(events, stream.ack), _exit)
 
     @app.agent(topic(s.feedback_topic), name="apply-feedback")
     async def apply_feedback(stream: Any) -> None:
-        async for events in stream.noack_take(STORE_BATCH, within=STORE_WITHIN):
+        async for events in take_ready(stream, STORE_BATCH, STORE_WITHIN):
             await rt.guard("apply-feedback", rt.on_feedback(events, stream.ack), _exit)
 
     @app.agent(topic(s.staff_feedback_topic), name="learn-from-feedback")
     async def learn_from_feedback(stream: Any) -> None:
         await rt.wait_ready()
-        async for events in stream.noack_take(STORE_BATCH, within=STORE_WITHIN):
+        async for events in take_ready(stream, STORE_BATCH, STORE_WITHIN):
             await rt.guard("learn-from-feedback", rt.on_staff_verdicts(events, stream.ack), _exit)
 
     # The tails run for the worker's life; one that raises stops the worker like an agent
