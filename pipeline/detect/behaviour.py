@@ -87,6 +87,16 @@ SLOW_ALPHA: Final = 0.05  # the weekly statistic's reference: ~20 active days of
 CLIP_SD: Final = 3.0  # a day's count is learned at most this many deviations above usual
 SOFT_SET: Final = frozenset(SOFT_CODES)
 OFF_SHIFT_CODE: Final = "off_shift_access"
+OTHER_BRANCH_CODE: Final = "other_branch_customer_access"
+# Actions done for a customer who is present (details changed at their request, a
+# statement handed over): another branch's customer served at the counter, not looked up.
+# Such a customer leaves today's other-branch count (what was already weighed stays
+# weighed), so the count and its baselines are of customers only looked at. Both actions
+# leave a trace (a change to the customer's record; a printout, itself counted by
+# statement_export_unassigned). Not view_id_document: a read that any look-up could add
+# to pass as a visit.
+SERVED_ACTIONS: Final = frozenset({"update_contact_info", "print_statement"})
+SERVED: Final = "_served"  # key in Behaviour.distinct of today's served other-branch customers
 NIGHT_MARGIN_MIN: Final = 240  # off-shift this far from the shift counts customers, else hours
 MODEL_DAY_CAP: Final = 25.0  # risk points of model evidence per bank day
 BULK_MIN: Final = 10
@@ -503,6 +513,31 @@ def _soft(b: Behaviour, code: str, summary: str, flagged: bool, key: str | None)
     )
 
 
+def _served(b: Behaviour, customer: str | None, flagged: bool) -> None:
+    """Another branch's customer served in person today: out of today's count (once)."""
+    if customer is None:
+        return
+    served = b.distinct.get(SERVED)
+    if served is None:
+        served = b.distinct[SERVED] = []
+    if customer in served or len(served) >= DISTINCT_CAP:
+        return
+    served.append(customer)
+    known = b.distinct.get(OTHER_BRANCH_CODE)
+    if known is None or customer not in known:
+        if known is None:
+            known = b.distinct[OTHER_BRANCH_CODE] = []
+        if len(known) < DISTINCT_CAP:
+            known.append(customer)  # served from the first access: never counted
+        return
+    n = b.seen.get(OTHER_BRANCH_CODE, 0)
+    if n > 0:
+        b.seen[OTHER_BRANCH_CODE] = n - 1
+    c = b.counts.get(OTHER_BRANCH_CODE, 0.0)
+    if not flagged and c >= 1.0:
+        b.counts[OTHER_BRANCH_CODE] = c - 1.0
+
+
 def _at_night(e: Enriched) -> bool:
     """Further than ``NIGHT_MARGIN_MIN`` from the employee's shift (local time)."""
     minute = calendar(e.timezone).minute(e.at)
@@ -532,6 +567,9 @@ def observe(
             out.append(s)
         else:
             key = ev.customer_id
+            if s.code == OTHER_BRANCH_CODE and ev.action in SERVED_ACTIONS:
+                _served(b, key, flagged)
+                continue
             if s.code == OFF_SHIFT_CODE and not _at_night(e):
                 # Work in the hours around the shift (an early start, a Saturday rota) is one
                 # decision, whatever the number of customers served: it counts clock hours.

@@ -289,3 +289,37 @@ def test_the_week_reference_does_not_learn_in_full_what_nobody_usually_does() ->
     assert slow.n == head.n == 16
     assert b.baselines[OTHER].mean > 0.3, "the daily baseline learns the new habit"
     assert 0.0 < slow.mean < head.mean - 0.02, "the week's reference follows it, more slowly"
+
+
+def test_another_branchs_customer_served_in_person_leaves_the_days_count() -> None:
+    b = Behaviour()
+    for n in range(3):  # walk-ins at the counter: profile, then their details changed
+        step(b, enriched(2 * n, f"W{n}", minutes=n))
+        step(b, enriched(2 * n + 1, f"W{n}", minutes=n + 0.5, action="update_contact_info"))
+    assert b.seen.get(OTHER, 0) == 0, "served customers are not look-ups"
+    assert b.counts.get(OTHER, 0.0) == 0.0, "nor learned as such"
+    step(b, enriched(10, "W9", minutes=9, action="print_statement"))
+    step(b, enriched(11, "W9", minutes=9.5))
+    assert b.seen.get(OTHER, 0) == 0, "served from the first access: never counted"
+    looked = [s for n in range(3) for s in step(b, enriched(20 + n, f"L{n}", minutes=20 + n))]
+    assert b.seen[OTHER] == 3 and b.counts[OTHER] == 3.0, "look-ups only count"
+    assert any(s.code == OTHER for s in looked)
+    # Opening the identity document leaves no trace: any look-up could add it.
+    step(b, enriched(30, "L9", minutes=30))
+    step(b, enriched(31, "L9", minutes=30.5, action="view_id_document"))
+    assert b.seen[OTHER] == 4 and b.counts[OTHER] == 4.0, "an ID document is still a look-up"
+
+
+def test_serving_another_branchs_customer_leaves_other_codes_alone() -> None:
+    ref = world(customers=[("V1", "BR2", "vip")])
+    b = Behaviour()
+    codes = []
+    for n, action in enumerate(("view_profile", "print_statement", "update_contact_info")):
+        ev = decode_access_event(
+            msgspec.json.encode(access(n, "S1", "V1", minutes=n, action=action))
+        )
+        codes += [s.code for s in step(b, ref.enrich(ev, ev.occurred_at.timestamp()))]
+    assert b.seen.get(OTHER, 0) == 0, "served: out of the other-branch count"
+    assert b.seen["sensitive_customer_access"] == 1, "but still a VIP who is not theirs"
+    assert b.seen["statement_export_unassigned"] == 1, "and a stranger's statement printed"
+    assert "sensitive_customer_access" in codes
