@@ -159,9 +159,17 @@ class AccessProcessor:
         async with self.lock:
             inbound = []
             now = time.monotonic()
+            assigned = self.core.assigned
+            elsewhere = 0
             for ev in events:
                 m = ev.message
                 p, off = m.partition, m.offset
+                if p not in assigned:
+                    # Taken from the stream before a rebalance handed the partition over:
+                    # its next owner reads it (not acked here, nor applied to a state
+                    # this worker would then write over the owner's).
+                    elsewhere += 1
+                    continue
                 if not self._in_sequence(p, off):
                     continue  # read again after a rewind
                 self._held[(p, off)] = ev
@@ -170,6 +178,8 @@ class AccessProcessor:
                 self._offered_at[p] = now
                 ts = getattr(m, "timestamp", None)
                 inbound.append(Inbound(p, off, m.key, m.value, int(ts * 1000) if ts else -1))
+            if elsewhere:
+                log.info("%d records of partitions no longer assigned here left out", elsewhere)
             self.metrics.events_in.labels(topic=self.topic).inc(len(inbound))
             if self._rewinds:
                 await self._ask_rewinds()

@@ -686,3 +686,27 @@ async def test_a_dead_letter_behind_a_held_record_is_acked_only_after_it() -> No
     assert acked == [0, 1]
     assert proc.holding() == 0
     assert rt.metrics.registry.get_sample_value(waits) == 1, "the wait is timed once it ends"
+
+
+async def test_records_of_a_partition_handed_over_meanwhile_are_left_to_its_owner() -> None:
+    # A batch can hold records taken from the stream before a rebalance: applied here,
+    # their employee's state would be written over the one the new owner builds.
+    settings = Settings(dev_mode=True, partitions=2, topic_prefix="tw.", app_id="tw")
+    _app, rt = worker(settings, MemorySink(), FakeProducer())
+    proc = rt.access
+    proc.consumer = StillFetching()
+    proc.table = RecordingTable()
+    rt.core.assign({0})
+    acked: list[tuple[int, int]] = []
+
+    async def ack(ev: Event) -> None:
+        acked.append((ev.message.partition, ev.message.offset))
+
+    ours = Event(Message(0, 0, b"S1", orjson.dumps(access(0))))
+    theirs = Event(Message(1, 0, b"S2", orjson.dumps(access(1, staff_id="S2"))))
+    await proc.handle([ours, theirs], ack)
+    await proc.apply(lambda core: None)
+    assert rt.core.stats.events == 1, "only partition 0's record reached the core"
+    assert (1, 0) not in acked, "partition 1's record is not acked: its owner reads it"
+    assert proc.holding() == 1, "partition 0's record is held (at the day barrier)"
+    assert all(not k.startswith("S2") for k in proc.table.writes), "no state of S2 written"
