@@ -19,7 +19,10 @@ from simbank.simulate import SimConfig, generate
 from simbank.timestamps import local_midnight
 from tests.integration.kit import ROOT
 
-BANK = SimConfig(seed=11, branches=2, staff=30, customers=800, days=5)
+# A seed whose triage holds a false positive, so that a benign verdict goes through the
+# topics and is learned (seed 11 had one until 109557a; the offline core gives the same
+# alerts, 5 true and 1 false for seed 18).
+BANK = SimConfig(seed=18, branches=2, staff=30, customers=800, days=5)
 
 
 async def test_daily_triage_reaches_the_worker_through_the_feedback_topic(
