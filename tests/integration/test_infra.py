@@ -5,6 +5,7 @@ Run against the dev services: `infra/with-services.sh .venv/bin/pytest -m integr
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import asyncpg
@@ -25,6 +26,12 @@ async def test_kafka_creates_and_lists_a_topic() -> None:
     try:
         await admin.create_topics([NewTopic(topic, num_partitions=3, replication_factor=1)])
         try:
+            # CreateTopics answers before the broker's metadata cache lists the topic (a
+            # list right after it missed the topic once in CI): wait for it, a while.
+            for _ in range(50):
+                if topic in await admin.list_topics():
+                    break
+                await asyncio.sleep(0.1)
             assert topic in await admin.list_topics()
             (described,) = await admin.describe_topics([topic])
             assert len(described["partitions"]) == 3
