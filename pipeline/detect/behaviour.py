@@ -54,6 +54,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from functools import lru_cache
 from typing import Final
 
 from msgspec import Struct, field
@@ -353,6 +354,23 @@ def _net(ip: str | None) -> str | None:
     return ip.rsplit(".", 1)[0]
 
 
+@lru_cache(maxsize=4096)
+def _novelty_keys(context: tuple[str, str, str, str | None, str | None]) -> tuple[str, ...]:
+    """The first-seen keys of an access context (branch, channel, action, terminal,
+    source IP): ``branch:…``, ``channel:…``, ``action:…``, and ``terminal:…`` and
+    ``network:…`` when known. Cached: a bank has a few thousand contexts, the context of
+    most accesses differs from the employee's previous one, and the cached keys come with
+    their hashes computed for the first-seen lookups."""
+    branch, channel, action, terminal, ip = context
+    keys = [f"branch:{branch}", f"channel:{channel}", f"action:{action}"]
+    if terminal:
+        keys.append(f"terminal:{terminal}")
+    net = _net(ip)
+    if net:
+        keys.append(f"network:{net}")
+    return tuple(keys)
+
+
 def window_features(b: Behaviour) -> list[float]:
     """The employee's last hour as the model's features, in FEATURES order."""
     customers: set[str] = set()
@@ -585,14 +603,8 @@ def observe(
     b.last_context = context
     b.context_at = at
     fresh = []
-    keys = [f"branch:{ev.branch_id}", f"channel:{ev.channel}", f"action:{ev.action}"]
-    if ev.terminal_id:
-        keys.append(f"terminal:{ev.terminal_id}")
-    net = _net(ev.source_ip)
-    if net:
-        keys.append(f"network:{net}")
     first_seen = b.first_seen
-    for key in keys:
+    for key in _novelty_keys(context):
         last = first_seen.get(key)
         if (last is None or at - last > FIRST_SEEN_HORIZON_S) and b.events > MIN_HISTORY:
             fresh.append(key.replace(":", " ", 1))
