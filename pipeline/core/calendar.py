@@ -60,13 +60,22 @@ class Calendar:
             self._offsets[hour] = off
         return off
 
+    # day and minute run for every access: they read the cache themselves, and call
+    # offset only for an hour not in it (a method call costs more than the lookup).
+
     def day(self, t: float) -> int:
         """Local day number of instant ``t``."""
-        return int((t + self.offset(t)) // 86400)
+        off = self._offsets.get(int(t // _HOUR))
+        if off is None:
+            off = self.offset(t)
+        return int((t + off) // 86400)
 
     def minute(self, t: float) -> int:
         """Local minute of the day (0-1439) of instant ``t``."""
-        return int((t + self.offset(t)) % 86400) // 60
+        off = self._offsets.get(int(t // _HOUR))
+        if off is None:
+            off = self.offset(t)
+        return int((t + off) % 86400) // 60
 
     def day_start(self, day: int) -> float:
         """The instant local ``day`` begins (DST-safe to within the hour's offset)."""
