@@ -577,7 +577,8 @@ def observe(
     ev = e.event
     at = e.at
     b.events += 1
-    _sample_hour(b, at)
+    if int(at // 3600.0) != b.sample_hour:  # (most accesses: the same hour, nothing to do)
+        _sample_hour(b, at)
     _record_recent(b, e, off_shift)
     out: list[Signal] = []
     for s in rule_signals:
@@ -604,9 +605,10 @@ def observe(
     b.context_at = at
     fresh = []
     first_seen = b.first_seen
+    history = b.events > MIN_HISTORY
     for key in _novelty_keys(context):
         last = first_seen.get(key)
-        if (last is None or at - last > FIRST_SEEN_HORIZON_S) and b.events > MIN_HISTORY:
+        if (last is None or at - last > FIRST_SEEN_HORIZON_S) and history:
             fresh.append(key.replace(":", " ", 1))
         if last is None or at > last:
             first_seen[key] = at
