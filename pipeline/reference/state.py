@@ -44,6 +44,8 @@ import math
 from bisect import bisect_right
 from dataclasses import dataclass
 
+from msgspec import Struct
+
 from pipeline.contract.records import (
     DEFAULT_TIMEZONE,
     AccessEvent,
@@ -96,12 +98,13 @@ def _interval_at(held: _Held, at: float) -> Interval | None:
     return None
 
 
-@dataclass(slots=True)
-class Enriched:
+class Enriched(Struct, gc=False):
     """An access with everything detection needs, as of ``event.occurred_at``.
 
-    Read-only by convention. Not ``frozen``: building a frozen instance costs
-    twice as much, and one is built for every access.
+    Read-only by convention. A msgspec ``Struct``, not frozen: one is built for
+    every access, and a Struct's constructor (compiled) costs a third of a
+    slotted dataclass's (a frozen dataclass's, twice that). Never encoded; no
+    cycles through it (``gc=False``).
     """
 
     event: AccessEvent
