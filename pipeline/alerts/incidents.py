@@ -7,7 +7,8 @@ Pure and synchronous. :class:`Risk` is part of the per-employee state
 ``fast`` decays with a half-life of ``fast_half_life_s`` (what happens within
 a session); ``slow`` is the employee's weekly evidence, computed by the behaviour
 (how improbable each soft code's count over the last seven active days is):
-what is spread over days (low-and-slow misuse). Risk, on a 0-100+ scale, is
+what is spread over days (low-and-slow misuse), or today's most improbable soft
+code when that is stronger (what is spread over one day). Risk, on a 0-100+ scale, is
 ``50 x max(fast / fast_open, slow / slow_open)``: an incident opens at 50.
 
 **Incidents.** Crossing ``open_at`` opens an incident that takes along the

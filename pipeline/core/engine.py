@@ -437,7 +437,14 @@ class Core:
                         )
                     )
                     info = model.info(result)
-        slow = None if learning else b.slow_level()
+        slow = None
+        if not learning:
+            # The slow accumulator: the week's evidence, or today's strongest soft code
+            # once it is stronger (day_level 1.0 opens an incident as slow_open does).
+            slow = b.slow_level()
+            day = self.tracker.config.slow_open * b.day_level()
+            if day > slow:
+                slow = day
         for em in self.tracker.observe(
             st.risk, ev.staff_id, e, weighted, item.day, self.clock(), info, slow
         ):

@@ -17,6 +17,13 @@ a bound, named below.
   occurrence adds ``weight x (max(0, S(n) - F) - max(0, S(n-1) - F))`` risk:
   what someone does every day adds nothing, an ordinary bad day (one in
   three) adds nothing either, a day far beyond the usual adds a lot.
+* **The day.** The fast accumulator forgets within hours, so a count that becomes
+  improbable only by the evening (a look-up every hour or two) would never add up
+  there. :meth:`Behaviour.day_level` is today's most improbable soft code, undecayed,
+  as a share of ``DAY_SURPRISE``: one code's day as improbable as one in ~3,000
+  opens an incident however it was spread over the day (the engine passes it to the
+  slow accumulator). One code, not their sum: several codes each a little unusual
+  on the same day are an ordinary busy day.
 * **The week.** The same test over the last ``WEEK_DAYS`` calendar days:
   the window's count against its active days times the usual daily count
   (a slower baseline, ``SLOW_ALPHA``, shrunk towards the peers'), weighted
@@ -82,6 +89,7 @@ EXPORTS_CAP: Final = 500
 SAMPLES_CAP: Final = 24
 DISTINCT_CAP: Final = 300  # customers remembered per soft code and day
 SURPRISE_FLOOR: Final = 0.5  # surprise (decades) of an ordinary day: only what is beyond weighs
+DAY_SURPRISE: Final = 3.5  # one soft code's day this improbable (1 in ~3,000) opens an incident
 HISTORY_DAYS: Final = 7  # completed days kept: the weekly window, and the peer days
 WEEK_DAYS: Final = 7
 SLOW_ALPHA: Final = 0.05  # the weekly statistic's reference: ~20 active days of memory
@@ -253,6 +261,18 @@ class Behaviour(Struct, gc=False):
         """The weekly evidence: how improbable each soft code's count over the last seven
         active days is, beyond ordinary variation, weighted."""
         return sum(self.week.values())
+
+    def day_level(self) -> float:
+        """Today's strongest soft evidence, as a share of what opens an incident: the most
+        improbable soft code's count today, beyond ordinary variation, against
+        ``DAY_SURPRISE`` (1.0: as improbable as that, however it was spread over the day)."""
+        best = 0.0
+        for code, s in self.spent.items():
+            if s > SURPRISE_FLOOR:
+                x = (s - SURPRISE_FLOOR) * self.feedback.get(code, 1.0)
+                if x > best:
+                    best = x
+        return best / (DAY_SURPRISE - SURPRISE_FLOOR)
 
     def day_summary(self, day: int) -> DaySummary | None:
         if day == self.day:

@@ -9,6 +9,7 @@ from pipeline.core.calendar import calendar
 from pipeline.detect.behaviour import (
     BULK_MIN,
     CLIP_SD,
+    DAY_SURPRISE,
     EXPORTS_CAP,
     FEEDBACK_FLOOR,
     HISTORY_DAYS,
@@ -323,3 +324,18 @@ def test_serving_another_branchs_customer_leaves_other_codes_alone() -> None:
     assert b.seen["sensitive_customer_access"] == 1, "but still a VIP who is not theirs"
     assert b.seen["statement_export_unassigned"] == 1, "and a stranger's statement printed"
     assert "sensitive_customer_access" in codes
+
+
+def test_the_days_evidence_is_its_most_improbable_code_and_ends_with_the_day() -> None:
+    b = Behaviour()
+    for n in range(6):  # six other-branch customers today
+        step(b, enriched(n, f"X{n}", minutes=60 * n))
+    ex = b.expect[OTHER]
+    s = surprise(6, ex.mean, ex.var)
+    assert b.day_level() == (s - SURPRISE_FLOOR) / (DAY_SURPRISE - SURPRISE_FLOOR)
+    b.spent["statement_export_unassigned"] = SURPRISE_FLOOR + 0.1  # a little of another code
+    assert b.day_level() == (s - SURPRISE_FLOOR) / (DAY_SURPRISE - SURPRISE_FLOOR), "not a sum"
+    b.apply_feedback("a1", "false_positive", [OTHER])
+    assert b.day_level() < (s - SURPRISE_FLOOR) / (DAY_SURPRISE - SURPRISE_FLOOR), "muted"
+    step(b, enriched(99, "X1", minutes=1440))
+    assert b.day_level() == 0.0, "a new day starts from nothing"

@@ -11,6 +11,8 @@ import pytest
 
 from pipeline.core import engine as engine_module
 from pipeline.core.state import StaffState, decode_staff
+from pipeline.detect.behaviour import DAY_SURPRISE
+from pipeline.detect.surprise import surprise
 from pipeline.peers.days import PeerDay, Watermark
 from tests.unit.corekit import T0, Feeder, access, core, world
 
@@ -381,3 +383,43 @@ def test_an_unreadable_state_is_reset_counted_and_processing_goes_on() -> None:
     assert out.alerts
     assert c.store.resets[("staff", "corrupt")] == 1
     assert isinstance(decode_staff(c.store.backing.get("S1") or b""), StaffState)
+
+
+# -- the day's evidence ------------------------------------------------------------------
+
+
+def _spread_day(n: int) -> tuple[Feeder, list[dict[str, Any]]]:
+    """A customer manager with five quiet days behind them (one own customer a day),
+    then ``n`` other-branch look-ups 70 minutes apart: too slow for the fast
+    accumulator (half-life 2 h) to add them up, too few for the week to be unusual."""
+    customers = [(f"X{i}", "BR2", "normal") for i in range(n)] + [("C1", "BR1", "normal")]
+    f = Feeder(core(world(customers=customers, assigned=[("S1", "C1")])))
+    for d in range(5):
+        f.feed(access(100 + d, "S1", "C1", minutes=1440 * d))
+    day = 1440 * 5
+    for i in range(n):
+        f.feed(access(i, "S1", f"X{i}", minutes=day + 70 * i))
+    return f, f.alerts()
+
+
+def test_a_day_improbable_only_by_its_evening_opens_an_incident() -> None:
+    f, alerts = _spread_day(8)
+    st = f.core.store.staff("S1", 0)
+    ex = st.behaviour.expect["other_branch_customer_access"]
+    opening = next(n for n in range(1, 9) if surprise(n, ex.mean, ex.var) >= DAY_SURPRISE)
+    assert opening > 1, "one look-up is not improbable"
+    assert alerts, "the day's count opens an incident however it was spread"
+    first = alerts[0]
+    # It opens at the access that made the day that improbable, with the evidence before
+    # it: each look-up that raised the day's surprise (the first one, usual, did not).
+    assert first["event_ids"] == [f"ev-S1-{i}" for i in range(1, opening)]
+    assert [r["code"] for r in first["reasons"]] == ["other_branch_customer_access"]
+    assert first["severity"] in ("low", "medium"), "soft evidence alone"
+    assert st.risk.fast < f.core.tracker.config.fast_open, "the fast accumulator alone would not"
+
+
+def test_an_ordinary_day_spread_out_opens_nothing() -> None:
+    f, alerts = _spread_day(3)
+    ex = f.core.store.staff("S1", 0).behaviour.expect["other_branch_customer_access"]
+    assert surprise(3, ex.mean, ex.var) < DAY_SURPRISE
+    assert alerts == []
