@@ -17,6 +17,10 @@ a bound, named below.
   occurrence adds ``weight x (max(0, S(n) - F) - max(0, S(n-1) - F))`` risk:
   what someone does every day adds nothing, an ordinary bad day (one in
   three) adds nothing either, a day far beyond the usual adds a lot.
+* **Busy days.** The usual counts (and the week's) are scaled by how much more
+  routine work (accesses no rule fired on, ``WORK``) the employee has done today than
+  usual, never by less than 1 (:func:`_busy`): a day of twice the walk-ins has twice
+  the look-ups too.
 * **The day.** The fast accumulator forgets within hours, so a count that becomes
   improbable only by the evening (a look-up every hour or two) would never add up
   there. :meth:`Behaviour.day_level` is today's most improbable soft code, undecayed,
@@ -121,6 +125,8 @@ PEAK: Final = "_peak"  # baseline key of the daily peak of unassigned customers 
 EXPORTS: Final = "_exports"  # baseline key of the daily exported records
 PEAK_PRIOR: Final = 4.0
 EXPORTS_PRIOR: Final = 100.0
+WORK: Final = "_work"  # count key of the day's routine accesses (no rule fired)
+WORK_MIN_DAYS: Final = 3  # active days of routine work before a busy day explains more
 
 # Flags of a recent access (bits).
 UNASSIGNED, OTHER_BRANCH, SENSITIVE, OFF_SHIFT, DENIED = 1, 2, 4, 8, 16
@@ -222,7 +228,7 @@ class Behaviour(Struct, gc=False):
                 self.history[-1].samples = []
             self.history.append(self.summary())
             del self.history[:-HISTORY_DAYS]
-            for code in (*SOFT_CODES, PEAK, EXPORTS):
+            for code in (*SOFT_CODES, PEAK, EXPORTS, WORK):
                 x, slow_x = _clipped(self, code)
                 b = self.baselines.get(code)
                 if b is None:
@@ -247,14 +253,15 @@ class Behaviour(Struct, gc=False):
         self.week_days = len(window)
         before: dict[str, float] = {}
         for h in window:
-            for code in SOFT_CODES:
+            for code in (*SOFT_CODES, WORK):
                 c = h.counts.get(code)
                 if c:
                     before[code] = before.get(code, 0.0) + c
         self.week_before = before
         self.week = {}
         for code in before:
-            self.week[code] = _week_level(self, code, 0)
+            if code in SOFT_SET:
+                self.week[code] = _week_level(self, code, 0)
         return True
 
     def slow_level(self) -> float:
@@ -362,8 +369,23 @@ def _week_level(b: Behaviour, code: str, today: int) -> float:
     slow = b.slow_baselines.get(code)
     mean, var = blend(slow, ex.peer, ex.peer_var, PRIOR_DAYS)
     n = b.week_before.get(code, 0.0) + today
-    s = surprise(n, k * mean, k * var)
+    busy = _busy(b, b.week_before.get(WORK, 0.0) + b.counts.get(WORK, 0.0), k)
+    s = surprise(n, k * mean * busy, k * var * busy)
     return spec(code).weight * max(0.0, s - SURPRISE_FLOOR)
+
+
+def _busy(b: Behaviour, work: float, days: int) -> float:
+    """How much more routine work (accesses no rule fired on) ``days`` active days held
+    than the employee usually does in as many: at least 1. A day of twice the usual
+    walk-ins or portfolio work has about twice the usual unassigned look-ups and
+    statements too, so the usual counts are scaled by it. Never below 1: a quiet
+    morning does not make the day's first look-up improbable. What is judged never adds
+    to it (a harvest, a look-up, a printout fire rules), so misuse cannot explain itself."""
+    wb = b.baselines.get(WORK)
+    if wb is None or wb.n < WORK_MIN_DAYS or wb.mean <= 0.0:
+        return 1.0
+    k = work / (days * wb.mean)
+    return k if k > 1.0 else 1.0
 
 
 def _net(ip: str | None) -> str | None:
@@ -531,7 +553,8 @@ def _soft(b: Behaviour, code: str, summary: str, flagged: bool, key: str | None)
         b.week[code] = level
     else:
         slow = 0.0
-    s = surprise(n, ex.mean, ex.var)
+    busy = _busy(b, b.counts.get(WORK, 0.0), 1)
+    s = surprise(n, ex.mean * busy, ex.var * busy)
     spent = b.spent.get(code, 0.0)
     if s > spent:
         b.spent[code] = s
@@ -542,11 +565,12 @@ def _soft(b: Behaviour, code: str, summary: str, flagged: bool, key: str | None)
     weight = spec(code).weight * max(0.0, gained) * scale
     own = f"{ex.own:.1f}" if ex.own >= 0 else "n/a"
     week = b.week_before.get(code, 0.0) + n
+    volume = f", x{busy:.1f} for today's volume of routine work" if busy > 1.05 else ""
     return Signal(
         code,
         weight,
-        f"{summary}; {n} today (usual {ex.mean:.1f}/day: own {own}, peers {ex.peer:.1f}; "
-        f"p={10**-s:.2g}), {week:.0f} in {b.week_days + 1} active days",
+        f"{summary}; {n} today (usual {ex.mean:.1f}/day: own {own}, peers {ex.peer:.1f}"
+        f"{volume}; p={10**-s:.2g}), {week:.0f} in {b.week_days + 1} active days",
         slow,
     )
 
@@ -600,6 +624,8 @@ def observe(
     if int(at // 3600.0) != b.sample_hour:  # (most accesses: the same hour, nothing to do)
         _sample_hour(b, at)
     _record_recent(b, e, off_shift)
+    if not rule_signals and ev.customer_id is not None:  # routine work (see _busy),
+        b.counts[WORK] = b.counts.get(WORK, 0.0) + 1.0  # counted flagged or not
     out: list[Signal] = []
     for s in rule_signals:
         if s.code in POLICY_CODES:

@@ -19,6 +19,8 @@ from pipeline.detect.behaviour import (
     SLOW_ALPHA,
     SURPRISE_FLOOR,
     WINDOW_CAP,
+    WORK,
+    WORK_MIN_DAYS,
     Behaviour,
     model_evidence,
     observe,
@@ -339,3 +341,48 @@ def test_the_days_evidence_is_its_most_improbable_code_and_ends_with_the_day() -
     assert b.day_level() < (s - SURPRISE_FLOOR) / (DAY_SURPRISE - SURPRISE_FLOOR), "muted"
     step(b, enriched(99, "X1", minutes=1440))
     assert b.day_level() == 0.0, "a new day starts from nothing"
+
+
+def routine(n: int, minutes: float) -> Enriched:
+    """An access to the employee's own assigned customer: no rule fires."""
+    ref = world(customers=[("A1", "BR1", "normal")], assigned=[("S1", "A1")])
+    ev = decode_access_event(msgspec.json.encode(access(n, "S1", "A1", minutes=minutes)))
+    return ref.enrich(ev, ev.occurred_at.timestamp())
+
+
+def _day_of(b: Behaviour, day: int, work: int, lookups: int) -> None:
+    t = day * 1440.0
+    for n in range(work):
+        step(b, routine(day * 1000 + n, t + n))
+    for n in range(lookups):
+        step(b, enriched(day * 1000 + 500 + n, f"X{day}-{n}", minutes=t + work + n))
+
+
+def test_a_busy_day_of_routine_work_explains_more_look_ups() -> None:
+    days = []
+    for work in (10, 30, 3):  # usual, three times the usual, a quiet day
+        b = Behaviour()
+        for day in range(6):
+            _day_of(b, day, 10, 1)
+        _day_of(b, 6, work, 5)
+        days.append(b)
+    usual, busy, quiet = days
+    assert usual.baselines[WORK].mean == 10.0, "the look-ups are not routine work"
+    assert busy.counts[WORK] == 30.0
+    assert busy.spent[OTHER] < usual.spent[OTHER] - 1.0, "three times the work, less surprise"
+    ex = busy.expect[OTHER]
+    assert busy.spent[OTHER] == surprise(5, 3 * ex.mean, 3 * ex.var)
+    assert quiet.spent[OTHER] == usual.spent[OTHER], "a quiet day does not make them rarer"
+    last = step(busy, enriched(7999, "X-last", minutes=6 * 1440 + 200))[0].summary
+    assert "x3.0 for today's volume of routine work" in last
+    assert busy.week[OTHER] < usual.week[OTHER], "the week is judged at its volume too"
+
+
+def test_a_busy_day_explains_nothing_before_a_few_days_of_routine_work() -> None:
+    b, plain = Behaviour(), Behaviour()
+    _day_of(b, 0, 10, 1)
+    _day_of(plain, 0, 0, 1)
+    _day_of(b, 1, 30, 5)
+    _day_of(plain, 1, 0, 5)
+    assert b.baselines[WORK].n < WORK_MIN_DAYS
+    assert b.spent[OTHER] == plain.spent[OTHER]
