@@ -24,7 +24,7 @@ a bound, named below.
 * **The day.** The fast accumulator forgets within hours, so a count that becomes
   improbable only by the evening (a look-up every hour or two) would never add up
   there. :meth:`Behaviour.day_level` is today's most improbable soft code, undecayed,
-  as a share of ``DAY_SURPRISE``: one code's day as improbable as one in ~3,000
+  as a share of ``DAY_SURPRISE``: one code's day as improbable as one in ~1,000
   opens an incident however it was spread over the day (the engine passes it to the
   slow accumulator). One code, not their sum: several codes each a little unusual
   on the same day are an ordinary busy day.
@@ -33,7 +33,9 @@ a bound, named below.
   (a slower baseline, ``SLOW_ALPHA``, shrunk towards the peers'), weighted
   the same way. It is the slow evidence of the incident tracker
   (``Signal.slow``, :meth:`Behaviour.slow_level`): a few more a day than
-  usual, for days on end, is as improbable as a burst.
+  usual, for days on end, is as improbable as a burst. The usual count is an
+  estimate, and over a week its error counts as much as the days' own variation
+  (:func:`_week_level`).
 * **Volume.** Distinct unassigned customers within a sliding hour
   (``WINDOW_S``, at most ``WINDOW_CAP``) against the usual hourly peak
   (``bulk_access``, from ``BULK_MIN`` customers on); exported or printed
@@ -93,10 +95,11 @@ EXPORTS_CAP: Final = 500
 SAMPLES_CAP: Final = 24
 DISTINCT_CAP: Final = 300  # customers remembered per soft code and day
 SURPRISE_FLOOR: Final = 0.5  # surprise (decades) of an ordinary day: only what is beyond weighs
-DAY_SURPRISE: Final = 3.5  # one soft code's day this improbable (1 in ~3,000) opens an incident
+DAY_SURPRISE: Final = 3.0  # one soft code's day this improbable (1 in ~1,000) opens an incident
 HISTORY_DAYS: Final = 7  # completed days kept: the weekly window, and the peer days
 WEEK_DAYS: Final = 7
 SLOW_ALPHA: Final = 0.05  # the weekly statistic's reference: ~20 active days of memory
+SLOW_MEMORY: Final = (2.0 - SLOW_ALPHA) / SLOW_ALPHA  # the slow mean's effective days
 CLIP_SD: Final = 3.0  # a day's count is learned at most this many deviations above usual
 SOFT_SET: Final = frozenset(SOFT_CODES)
 OFF_SHIFT_CODE: Final = "off_shift_access"
@@ -361,7 +364,11 @@ def _clipped(b: Behaviour, code: str) -> tuple[float, float]:
 def _week_level(b: Behaviour, code: str, today: int) -> float:
     """Weighted weekly surprise of ``code``: the window's counts (its earlier active days
     and ``today``) against its days times the usual daily count (the slow baseline, shrunk
-    towards the peers')."""
+    towards the peers'). The usual count is itself an estimate, from the slow baseline's
+    days (at most its memory, ``SLOW_MEMORY``) and the peers' ``PRIOR_DAYS``: over ``k``
+    days its error adds ``k² var / days`` to the sum's variance, as much as the days' own
+    ``k var`` once ``k`` nears the days it was learned from. Without it a week a little
+    above a mean learned from ten days looked as improbable as a burst."""
     ex = b.expect.get(code)
     if ex is None:
         return 0.0
@@ -370,7 +377,9 @@ def _week_level(b: Behaviour, code: str, today: int) -> float:
     mean, var = blend(slow, ex.peer, ex.peer_var, PRIOR_DAYS)
     n = b.week_before.get(code, 0.0) + today
     busy = _busy(b, b.week_before.get(WORK, 0.0) + b.counts.get(WORK, 0.0), k)
-    s = surprise(n, k * mean * busy, k * var * busy)
+    # k days' variance, plus the usual mean's own: it is an estimate from ``days`` days.
+    days = (min(slow.n, SLOW_MEMORY) if slow is not None else 0) + PRIOR_DAYS
+    s = surprise(n, k * mean * busy, (k + k * k / days) * var * busy)
     return spec(code).weight * max(0.0, s - SURPRISE_FLOOR)
 
 

@@ -15,6 +15,7 @@ from pipeline.detect.behaviour import (
     HISTORY_DAYS,
     MIN_HISTORY,
     MODEL_DAY_CAP,
+    PRIOR_DAYS,
     RECENT_CAP,
     SLOW_ALPHA,
     SURPRISE_FLOOR,
@@ -29,7 +30,7 @@ from pipeline.detect.behaviour import (
 from pipeline.detect.catalogue import SOFT_CODES, spec
 from pipeline.detect.rules import evaluate_rules
 from pipeline.detect.signals import Signal
-from pipeline.detect.surprise import Baseline, surprise
+from pipeline.detect.surprise import Baseline, blend, surprise
 from pipeline.peers.book import PeerBook
 from pipeline.peers.days import GroupDay, PeerDay
 from pipeline.reference.state import Enriched
@@ -386,3 +387,22 @@ def test_a_busy_day_explains_nothing_before_a_few_days_of_routine_work() -> None
     _day_of(plain, 1, 0, 5)
     assert b.baselines[WORK].n < WORK_MIN_DAYS
     assert b.spent[OTHER] == plain.spent[OTHER]
+
+
+def test_the_week_allows_for_its_usual_count_being_an_estimate() -> None:
+    levels = []
+    for history in (5, 25):
+        b = Behaviour()
+        for day in range(history):  # one other-branch customer a day
+            step(b, enriched(day * 100, "X1", minutes=day * 1440))
+        for day in range(history, history + 4):  # then three a day
+            for n in range(3):
+                step(b, enriched(day * 100 + n, f"Z{day}-{n}", minutes=day * 1440 + n))
+        ex = b.expect[OTHER]
+        mean, var = blend(b.slow_baselines[OTHER], ex.peer, ex.peer_var, PRIOR_DAYS)
+        k = b.week_days + 1
+        count = b.week_before[OTHER] + b.seen[OTHER]
+        independent = spec(OTHER).weight * (surprise(count, k * mean, k * var) - SURPRISE_FLOOR)
+        assert 0.0 < b.week[OTHER] < independent, "more variance than k independent days"
+        levels.append(b.week[OTHER] / independent)
+    assert levels[0] < levels[1], "a mean learned from more days is a closer guide"
