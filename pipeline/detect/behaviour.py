@@ -424,16 +424,19 @@ def _novelty_keys(context: tuple[str, str, str, str | None, str | None]) -> tupl
 
 def window_features(b: Behaviour) -> list[float]:
     """The employee's last hour as the model's features, in FEATURES order."""
-    customers: set[str] = set()
+    recent = b.recent
+    customers = {r.customer for r in recent}
+    customers.discard("")
     unassigned: set[str] = set()
     other: set[str] = set()
     sensitive: set[str] = set()
     exported = off_shift = denied = 0.0
-    for r in b.recent:
+    # Most of an hour's accesses are routine (no flag, nothing exported): only the rest
+    # adds to the other features (adding their zeros would change no sum).
+    for r in [r for r in recent if r.flags or r.records]:
         c = r.customer
         flags = r.flags
         if c:
-            customers.add(c)
             if flags & UNASSIGNED:
                 unassigned.add(c)
             if flags & OTHER_BRANCH:
@@ -446,7 +449,7 @@ def window_features(b: Behaviour) -> list[float]:
         if flags & DENIED:
             denied += 1.0
     return [
-        float(len(b.recent)),
+        float(len(recent)),
         float(len(customers)),
         float(len(unassigned)),
         float(len(other)),
@@ -688,10 +691,22 @@ def _volume(b: Behaviour, e: Enriched, out: list[Signal], flagged: bool) -> list
     # distinct unassigned customers within the hour
     horizon = at - WINDOW_S
     window = b.window
-    if window and min(window.values()) < horizon:
-        b.window = window = {c: t for c, t in window.items() if t >= horizon}
+    # Kept in time order, so the hour's expired customers are at the front. (A state of
+    # an earlier release may hold its window in first-seen order; a stale customer there
+    # leaves once those before it have left or been seen again, within the hour.)
+    while window:
+        first = next(iter(window))
+        if window[first] >= horizon:
+            break
+        del window[first]
     if ev.customer_id is not None and not e.assigned and len(window) < WINDOW_CAP:
-        window[ev.customer_id] = at
+        c = ev.customer_id
+        if not window or at >= next(reversed(window.values())):
+            window.pop(c, None)  # seen again: to the end, with its new time
+            window[c] = at
+        else:  # a late access (rare): back into time order
+            window[c] = at
+            b.window = window = dict(sorted(window.items(), key=lambda kv: kv[1]))
     n = len(window)
     if not flagged and n > b.counts.get(PEAK, 0.0):
         b.counts[PEAK] = float(n)

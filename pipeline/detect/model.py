@@ -265,7 +265,7 @@ def _paths(trees: Trees, rows: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True, slots=True)
 class ModelResult:
-    score: float
+    score: float | None  # None: not walked, the hour is less than MIN_EXCESS above its peers
     threshold: float
     anomalous: bool
     top_features: list[Feature]
@@ -282,10 +282,14 @@ class TrainedModel:
 
     def score(self, raw: list[float], own_mean: list[float] | None) -> ModelResult:
         scaled = scale(raw)
-        s = self.forest.score_one(scaled)
         excess = [v - b for v, b in zip(scaled, self.peer_scaled, strict=True)]
         total = sum(e for e in excess if e > 0.0)
-        anomalous = total >= MIN_EXCESS and s > self.threshold
+        if total < MIN_EXCESS:
+            # Not above the peers by enough to be anomalous whatever the forest says: most
+            # hours, and the forest's walk is most of the cost of scoring one.
+            return ModelResult(None, self.threshold, False, [])
+        s = self.forest.score_one(scaled)
+        anomalous = s > self.threshold
         top: list[Feature] = []
         if anomalous:
             ranked = sorted(
@@ -304,6 +308,8 @@ class TrainedModel:
         return ModelResult(s, self.threshold, anomalous, top)
 
     def info(self, result: ModelResult) -> ModelInfo:
+        if result.score is None:
+            raise ValueError("a result that was not walked (not anomalous) has no model info")
         return ModelInfo(
             MODEL_NAME,
             self.version,

@@ -10,19 +10,25 @@ from pipeline.detect.behaviour import (
     BULK_MIN,
     CLIP_SD,
     DAY_SURPRISE,
+    DENIED,
     EXPORTS_CAP,
     FEEDBACK_FLOOR,
     HISTORY_DAYS,
     MIN_HISTORY,
     MODEL_DAY_CAP,
+    OFF_SHIFT,
+    OTHER_BRANCH,
     PRIOR_DAYS,
     RECENT_CAP,
+    SENSITIVE,
     SLOW_ALPHA,
     SURPRISE_FLOOR,
+    UNASSIGNED,
     WINDOW_CAP,
     WORK,
     WORK_MIN_DAYS,
     Behaviour,
+    Recent,
     model_evidence,
     observe,
     window_features,
@@ -406,3 +412,45 @@ def test_the_week_allows_for_its_usual_count_being_an_estimate() -> None:
         assert 0.0 < b.week[OTHER] < independent, "more variance than k independent days"
         levels.append(b.week[OTHER] / independent)
     assert levels[0] < levels[1], "a mean learned from more days is a closer guide"
+
+
+def test_the_hours_window_forgets_exactly_what_is_older_than_an_hour_late_accesses_too() -> None:
+    b = Behaviour()
+    step(b, enriched(0, "X0", minutes=0.0))
+    step(b, enriched(1, "X1", minutes=50.0))
+    step(b, enriched(2, "X2", minutes=2.0))  # late: processed after a newer access
+    step(b, enriched(3, "X0", minutes=55.0))  # seen again: its time is the newest
+    assert sorted(b.window) == ["X0", "X1", "X2"]
+    step(b, enriched(4, "X3", minutes=61.0))
+    assert sorted(b.window) == ["X0", "X1", "X2", "X3"], "X0 was seen again at 55 min"
+    step(b, enriched(5, "X4", minutes=63.0))
+    assert sorted(b.window) == ["X0", "X1", "X3", "X4"], "the late X2 (2 min) is out"
+    assert list(b.window.values()) == sorted(b.window.values()), "kept in time order"
+
+
+def test_window_features_are_the_hours_counts_of_flags_and_exports() -> None:
+    import random
+
+    rng = random.Random(3)
+    b = Behaviour()
+    for i in range(300):
+        flags = rng.choice(
+            [0, 0, 0, UNASSIGNED, UNASSIGNED | OTHER_BRANCH, SENSITIVE, OFF_SHIFT, DENIED]
+        )
+        customer = rng.choice(["", f"C{i % 40}"])
+        b.recent.append(Recent(float(i), customer, flags, rng.choice([0.0, 0.0, 3.0])))
+    named = {c for r in b.recent if (c := r.customer)}
+
+    def having(bit: int) -> float:
+        return float(len({r.customer for r in b.recent if r.customer and r.flags & bit}))
+
+    assert window_features(b) == [
+        300.0,
+        float(len(named)),
+        having(UNASSIGNED),
+        having(OTHER_BRANCH),
+        having(SENSITIVE),
+        sum(r.records for r in b.recent),
+        float(sum(1 for r in b.recent if r.flags & OFF_SHIFT)),
+        float(sum(1 for r in b.recent if r.flags & DENIED)),
+    ]

@@ -60,7 +60,9 @@ def test_an_hour_far_above_the_peers_is_anomalous_and_explained() -> None:
 def test_an_unusually_quiet_hour_is_not_anomalous() -> None:
     model = GroupModels().model(book_with_samples().view(502), "teller")
     assert model is not None
-    assert not model.score([0.0] * len(FEATURES), None).anomalous
+    result = model.score([0.0] * len(FEATURES), None)
+    assert not result.anomalous
+    assert result.score is None, "an hour not above its peers is not walked through the forest"
 
 
 def test_every_worker_builds_the_same_model() -> None:
