@@ -44,7 +44,8 @@ from pipeline.alerts.incidents import Emitted, IncidentTracker, RiskConfig
 from pipeline.contract.decode import DecodeError, dead_letter, decode_access_event_at
 from pipeline.contract.records import AccessEvent, DeadLetter
 from pipeline.core.calendar import calendar
-from pipeline.core.state import RECENT_IDS, SKEW_REJECTED_CAP, PartitionState, StaffState
+from pipeline.core.recent import RecentIds
+from pipeline.core.state import SKEW_REJECTED_CAP, PartitionState, StaffState
 from pipeline.core.store import Store
 from pipeline.detect.behaviour import (
     EXPORTS,
@@ -62,7 +63,7 @@ from pipeline.detect.rules import evaluate_rules
 from pipeline.detect.shift import outside_shift
 from pipeline.detect.signals import Signal
 from pipeline.errors import PoisonError
-from pipeline.peers.book import PeerBook
+from pipeline.peers.book import PeerBook, PeerView
 from pipeline.peers.days import SAMPLES_PER_GROUP, GroupDay, PeerDay, PeerRecord, Sample, Watermark
 from pipeline.reference.state import ReferenceState
 
@@ -157,6 +158,7 @@ class Core:
         self.assigned: set[int] = set(range(config.partitions))
         self.stats = CoreStats()
         self._active: dict[tuple[int, int], set[str]] = {}
+        self._recent = RecentIds()
         self._out = Outbox()
 
     # -- assignment -------------------------------------------------------------
@@ -171,6 +173,7 @@ class Core:
         self.assigned -= gone
         self._active = {k: v for k, v in self._active.items() if k[0] not in gone}
         self.store.forget(gone)
+        self._recent.clear()  # (it would hold the forgotten states until evicted)
 
     def waiting(self) -> int:
         """Queued records not yet processed (held back by the day barrier)."""
@@ -345,7 +348,7 @@ class Core:
         self.stats.processed += 1
         if item.at > self.stats.newest_event_at:
             self.stats.newest_event_at = item.at
-        duplicate = rec.offset <= st.applied or ev.event_id in st.ids
+        duplicate = rec.offset <= st.applied or self._recent.seen(staff_id, st, ev.event_id)
         if duplicate:
             self.stats.duplicates += 1
         else:
@@ -356,8 +359,7 @@ class Core:
                 self._out.done.pop()
                 self._reject(rec, PoisonError("processing_error", f"{type(exc).__name__}: {exc}"))
             st.applied = rec.offset
-            st.ids.append(ev.event_id)
-            del st.ids[:-RECENT_IDS]
+            self._recent.remember(staff_id, st, ev.event_id)
         # partition-level effects, idempotent (also for a replayed record)
         key = (p, item.day)
         active = self._active.get(key)
@@ -397,11 +399,9 @@ class Core:
     def _score(self, p: int, item: Queued, st: StaffState) -> None:
         ev = item.event
         e = self.reference.enrich(ev, item.at)
-        # The peer view of the day before (ready: complete through it, see _ready).
-        view = self.book.view(item.day - 1) if self.book.complete_through() is not None else None
         b = st.behaviour
         if item.day > b.day:  # (roll ignores an access of its current day or an earlier one)
-            b.roll(item.day, groups_of(e), view)
+            b.roll(item.day, groups_of(e), self._view(item.day))
         signals = evaluate_rules(e)
         off_shift = (
             ev.customer_id is not None
@@ -414,8 +414,13 @@ class Core:
         if learning:
             weighted = [s for s in weighted if s.code in POLICY_CODES]
         info = None
-        if e.role is not None and view is not None and not learning and model_due(b, e):
-            model = self.models.model(view, e.role)
+        if (
+            e.role is not None
+            and not learning
+            and self.book.complete_through() is not None
+            and model_due(b, e)
+        ):
+            model = self.models.model(self.book.view(item.day - 1), e.role)
             if model is not None:
                 result = model.score(window_features(b), b.feature_means or None)
                 weight = 0.0
@@ -449,6 +454,10 @@ class Core:
             st.risk, ev.staff_id, e, weighted, item.day, self.clock(), info, slow
         ):
             self._out.alerts.append(AlertOut(ev.staff_id, em, item.rec.timestamp_ms))
+
+    def _view(self, day: int) -> PeerView | None:
+        """The peer view of the day before ``day`` (ready: complete through it, _ready)."""
+        return self.book.view(day - 1) if self.book.complete_through() is not None else None
 
     # -- feedback -----------------------------------------------------------------
     def apply_feedback(
