@@ -60,7 +60,7 @@ from pipeline.detect.behaviour import (
 from pipeline.detect.catalogue import POLICY_CODES, SOFT_CODES, spec
 from pipeline.detect.model import GroupModels
 from pipeline.detect.rules import evaluate_rules
-from pipeline.detect.shift import outside_shift
+from pipeline.detect.shift import local_minute, outside_shift
 from pipeline.detect.signals import Signal
 from pipeline.errors import PoisonError
 from pipeline.peers.book import PeerBook, PeerView
@@ -406,7 +406,7 @@ class Core:
         off_shift = (
             ev.customer_id is not None
             and not e.assigned
-            and outside_shift(calendar(e.timezone).minute(item.at), e.shift_start, e.shift_end)
+            and outside_shift(local_minute(e), e.shift_start, e.shift_end)
         )
         flagged = st.risk.incident is not None
         weighted = observe(b, e, signals, off_shift, flagged)

@@ -48,8 +48,11 @@ class RecentIds:
         ids.append(event_id)
         index.add(event_id)
         if len(ids) > RECENT_IDS:
-            index.difference_update(ids[:-RECENT_IDS])
-            del ids[:-RECENT_IDS]
+            if len(ids) == RECENT_IDS + 1:  # (nearly always: one in, one out)
+                index.discard(ids.pop(0))
+            else:
+                index.difference_update(ids[:-RECENT_IDS])
+                del ids[:-RECENT_IDS]
             if len(index) != len(ids):  # the list held an id twice: index it again
                 self._sets[staff_id] = (st, set(ids))
 

@@ -73,9 +73,8 @@ from typing import Final
 from msgspec import Struct, field
 
 from pipeline.contract.records import EXPORT_ACTIONS
-from pipeline.core.calendar import calendar
 from pipeline.detect.catalogue import CATALOGUE, POLICY_CODES, SOFT_CODES, spec
-from pipeline.detect.shift import outside_shift
+from pipeline.detect.shift import local_minute, outside_shift
 from pipeline.detect.signals import Signal
 from pipeline.detect.surprise import Baseline, blend, surprise
 from pipeline.peers.book import PeerView
@@ -614,8 +613,7 @@ def _served(b: Behaviour, customer: str | None, flagged: bool) -> None:
 
 def _at_night(e: Enriched) -> bool:
     """Further than ``NIGHT_MARGIN_MIN`` from the employee's shift (local time)."""
-    minute = calendar(e.timezone).minute(e.at)
-    return outside_shift(minute, e.shift_start, e.shift_end, NIGHT_MARGIN_MIN)
+    return outside_shift(local_minute(e), e.shift_start, e.shift_end, NIGHT_MARGIN_MIN)
 
 
 def observe(

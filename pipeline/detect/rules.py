@@ -13,9 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from pipeline.contract.records import EXPORT_ACTIONS
-from pipeline.core.calendar import calendar
 from pipeline.detect.catalogue import spec
-from pipeline.detect.shift import outside_shift
+from pipeline.detect.shift import local_minute, outside_shift
 from pipeline.detect.signals import Signal
 from pipeline.reference.state import Enriched
 
@@ -125,7 +124,7 @@ def off_shift_access(e: Enriched) -> Signal | None:
     ev = e.event
     if e.assigned or ev.channel == "back_office_batch" or ev.customer_id is None:
         return None
-    minute = calendar(e.timezone).minute(e.at)
+    minute = local_minute(e)
     if not outside_shift(minute, e.shift_start, e.shift_end):
         return None
     return _sig(

@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import TYPE_CHECKING
+
+from pipeline.core.calendar import calendar
+
+if TYPE_CHECKING:
+    from pipeline.reference.state import Enriched
 
 GRACE_MINUTES = 60
 DEFAULT_SHIFT = (7 * 60, 20 * 60)  # when HR gives no shift: 07:00-20:00
@@ -41,3 +47,12 @@ def _bounds(shift_start: str | None, shift_end: str | None, grace: int) -> tuple
     start = _minutes(shift_start) if shift_start else DEFAULT_SHIFT[0]
     end = _minutes(shift_end) if shift_end else DEFAULT_SHIFT[1]
     return (start - grace) % 1440, (end + grace) % 1440
+
+
+def local_minute(e: Enriched) -> int:
+    """The access's local minute of the day in the employee's time zone, computed once
+    per access (the engine, the off-shift rule and the night test all ask)."""
+    m = e.minute
+    if m < 0:
+        m = e.minute = calendar(e.timezone).minute(e.at)
+    return m

@@ -123,6 +123,7 @@ class Enriched(Struct, gc=False):
     segment: str | None
     sensitivity: str | None
     related: bool
+    minute: int = -1  # the local minute of the day, once computed (pipeline.detect.shift)
 
 
 class ReferenceState:

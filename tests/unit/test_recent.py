@@ -45,3 +45,11 @@ def test_a_list_holding_an_id_twice_stays_right_when_trimmed() -> None:
 def test_a_cap_below_one_is_refused() -> None:
     with pytest.raises(ValueError):
         RecentIds(cap=0)
+
+
+def test_a_longer_list_of_an_earlier_state_is_trimmed_to_the_newest() -> None:
+    recent = RecentIds()
+    st = StaffState(ids=[f"e{i}" for i in range(RECENT_IDS + 5)])
+    recent.remember("S1", st, "new")
+    assert st.ids == [*[f"e{i}" for i in range(6, RECENT_IDS + 5)], "new"]
+    assert not recent.seen("S1", st, "e5") and recent.seen("S1", st, "e6")

@@ -26,7 +26,7 @@ from pipeline.contract.records import (
 from pipeline.detect import rules
 from pipeline.detect.catalogue import CATALOGUE, POLICY_CODES, SOFT_CODES, Family, spec
 from pipeline.detect.rules import RULES, evaluate_rules
-from pipeline.detect.shift import DEFAULT_SHIFT, GRACE_MINUTES, outside_shift
+from pipeline.detect.shift import DEFAULT_SHIFT, GRACE_MINUTES, local_minute, outside_shift
 from pipeline.detect.signals import Signal
 from pipeline.reference.state import Enriched, ReferenceState
 from pipeline.timeutil import parse_ts
@@ -510,3 +510,13 @@ def test_outside_shift_defaults_and_grace() -> None:
     assert outside_shift(hm("05:30"), None, "17:00")
     assert not outside_shift(hm("06:30"), None, "17:00")
     assert outside_shift(hm("08:30"), "09:00", "17:00", grace=0)
+
+
+@pytest.mark.parametrize("timezone", ["Asia/Shanghai", "America/New_York", "UTC"])
+def test_the_local_minute_is_the_employees_and_is_computed_once(timezone: str) -> None:
+    from pipeline.core.calendar import calendar
+
+    e = enriched(world(timezone=timezone))
+    assert e.minute == -1
+    assert local_minute(e) == calendar(timezone).minute(e.at)
+    assert e.minute == local_minute(e), "kept on the access for the other tests of it"
