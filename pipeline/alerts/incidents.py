@@ -216,6 +216,14 @@ class IncidentTracker:
         return event_id in st.closed_ids or any(p.event_id == event_id for p in st.pending)
 
     # -- one access -------------------------------------------------------------
+    def settle(self, st: Risk, at: float, day: int, slow: float | None) -> None:
+        """What any access does to the accumulators: decay to its time, and the weekly
+        evidence now (None: unchanged). For an access with no signal by an employee with
+        no open incident it is all :meth:`observe` would do."""
+        self.advance(st, at, day)
+        if slow is not None:
+            st.slow = slow
+
     def observe(
         self,
         st: Risk,
@@ -231,9 +239,7 @@ class IncidentTracker:
         revision of an ended incident, and/or a revision of the open one). ``slow`` is the
         employee's weekly evidence now (None: unchanged)."""
         out: list[Emitted] = []
-        self.advance(st, e.at, day)
-        if slow is not None:
-            st.slow = slow
+        self.settle(st, e.at, day, slow)
         closing = self.close_if_ended(st, staff_id, now)
         if closing is not None:
             out.append(closing)

@@ -240,9 +240,18 @@ class Core:
         while progress:
             progress = False
             for p, q in list(self.queues.items()):
+                ps = self.store.peek_partition(p) if q else None
                 while q:
                     item = q[0]
-                    if not self._ready(p, item):
+                    # (the day barrier's test, inlined for the usual case: a day already
+                    # started here, and the day before it complete everywhere)
+                    complete = self.book.complete_through()
+                    if (
+                        ps is None
+                        or complete is None
+                        or complete < item.day - 1
+                        or item.day > ps.day
+                    ) and not self._ready(p, item):
                         break
                     q.popleft()
                     self._process(p, item)
@@ -450,6 +459,9 @@ class Core:
             day = self.tracker.config.slow_open * b.day_level()
             if day > slow:
                 slow = day
+        if not weighted and st.risk.incident is None:  # (most accesses)
+            self.tracker.settle(st.risk, item.at, item.day, slow)
+            return
         for em in self.tracker.observe(
             st.risk, ev.staff_id, e, weighted, item.day, self.clock(), info, slow
         ):

@@ -664,10 +664,14 @@ def observe(
     history = b.events > MIN_HISTORY
     for key in _novelty_keys(context):
         last = first_seen.get(key)
-        if (last is None or at - last > FIRST_SEEN_HORIZON_S) and history:
-            fresh.append(key.replace(":", " ", 1))
-        if last is None or at > last:
+        if last is None:
             first_seen[key] = at
+            if history:
+                fresh.append(key.replace(":", " ", 1))
+        elif at > last:  # (a late access leaves a later time as it is)
+            first_seen[key] = at
+            if at - last > FIRST_SEEN_HORIZON_S and history:
+                fresh.append(key.replace(":", " ", 1))
     if len(first_seen) > FIRST_SEEN_CAP:
         for key, _ in sorted(first_seen.items(), key=lambda kv: kv[1])[
             : len(first_seen) - FIRST_SEEN_CAP
