@@ -56,7 +56,7 @@ _SPECS = (
     ReasonSpec(
         "credit_report_without_authorization",
         "A credit report was queried without the customer's signed authorization",
-        60.0,
+        50.0,
         "policy",
     ),
     ReasonSpec(

@@ -23,7 +23,6 @@ PORTFOLIO_ROLES = frozenset({"customer_manager", "loan_officer"})
 # Roles that legitimately touch customers across branches or without assignment.
 CROSS_BRANCH_ROLES = frozenset({"auditor", "operations", "it_support"})
 SENSITIVE = frozenset({"vip", "pep", "employee", "restricted"})
-ASSIGNED_CREDIT_WEIGHT = 50.0  # enough to open an incident (pipeline.alerts.incidents)
 
 
 def _sig(code: str, summary: str) -> Signal:
@@ -62,22 +61,18 @@ def other_branch_customer_access(e: Enriched) -> Signal | None:
 
 
 def credit_report_without_authorization(e: Enriched) -> Signal | None:
-    """Always an alert (policy). For a customer the employee is assigned to, a missing
-    reference is as often a form on file but not keyed in as misuse: one such query weighs
-    ``ASSIGNED_CREDIT_WEIGHT`` (an alert of medium severity, pipeline.alerts.incidents);
-    a second one, or any on an unassigned customer, makes it high."""
+    """Always an alert (policy). One query without the reference is a lesser violation
+    (its catalogue weight opens a ``medium`` alert, pipeline.alerts.incidents): as often
+    as not the signed form is on file and its reference was not keyed in, for an
+    assigned customer or for an applicant not yet assigned to anyone. A second one makes
+    it ``high``."""
     ev = e.event
     if ev.action != "credit_report_query" or ev.authorization_ref:
         return None
-    if e.assigned:
-        return Signal(
-            "credit_report_without_authorization",
-            ASSIGNED_CREDIT_WEIGHT,
-            "credit report queried without authorization_ref (an assigned customer)",
-        )
+    whose = "an assigned customer" if e.assigned else "an unassigned customer"
     return _sig(
         "credit_report_without_authorization",
-        "credit report queried without authorization_ref (an unassigned customer)",
+        f"credit report queried without authorization_ref ({whose})",
     )
 
 

@@ -80,9 +80,10 @@ def enriched(
     at: float = T0,
     outcome: Outcome = "success",
     channel: Channel = "branch_terminal",
+    event_id: str = "e1",
 ) -> Enriched:
     ev = AccessEvent(
-        event_id="e1",
+        event_id=event_id,
         occurred_at=ts(at),
         staff_id=staff_id,
         customer_id=customer_id,
@@ -171,10 +172,7 @@ def test_every_signal_carries_its_catalogue_weight() -> None:
     seen: set[str] = set()
     for e in probes:
         for sig in evaluate_rules(e):
-            if sig.code == "credit_report_without_authorization" and e.assigned:
-                assert sig.weight == rules.ASSIGNED_CREDIT_WEIGHT
-            else:
-                assert sig.weight == CATALOGUE[sig.code].weight
+            assert sig.weight == CATALOGUE[sig.code].weight
             assert sig.summary
             seen.add(sig.code)
     # Every rule fired at least once over these probes.
@@ -284,17 +282,26 @@ def test_credit_report_without_authorization_fires_for_any_role(role: Role) -> N
     assert sig is not None and sig.code == "credit_report_without_authorization"
 
 
-def test_credit_report_without_authorization_weighs_less_on_an_assigned_customer() -> None:
-    mine = rules.credit_report_without_authorization(
-        enriched(world(), customer_id="C-MINE", action="credit_report_query")
-    )
-    stranger = rules.credit_report_without_authorization(
-        enriched(world(), customer_id="C-OWN", action="credit_report_query")
-    )
-    assert mine is not None and stranger is not None
-    assert mine.weight == rules.ASSIGNED_CREDIT_WEIGHT < stranger.weight
+def test_one_credit_report_without_authorization_opens_a_medium_alert_a_second_a_high_one() -> None:
+    from pipeline.alerts.ids import Pseudonymizer
+    from pipeline.alerts.incidents import IncidentTracker, Risk
+
+    def query(customer: str, at: float) -> tuple[Enriched, Signal]:
+        e = enriched(
+            world(), customer_id=customer, action="credit_report_query", at=at, event_id=customer
+        )
+        s = rules.credit_report_without_authorization(e)
+        assert s is not None
+        return e, s
+
+    (e1, mine), (e2, stranger) = query("C-MINE", T0), query("C-OWN", T0 + 60.0)
+    assert mine.weight == stranger.weight >= RiskConfig().open_at, "an alert from the first"
     assert "assigned customer" in mine.summary and "unassigned customer" in stranger.summary
-    assert mine.weight >= RiskConfig().open_at, "still an alert from the first one"
+    tracker, st = IncidentTracker(RiskConfig(), Pseudonymizer("k")), Risk()
+    first = tracker.observe(st, "S1", e2, [stranger], 0, 0.0)
+    assert [r.alert.severity for r in first] == ["medium"], "the form may be on file"
+    second = tracker.observe(st, "S1", e1, [mine], 0, 0.0)
+    assert [r.alert.severity for r in second] == ["high"]
 
 
 def test_credit_report_with_authorization_does_not_fire() -> None:
