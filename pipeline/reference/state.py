@@ -101,10 +101,11 @@ def _interval_at(held: _Held, at: float) -> Interval | None:
 class Enriched(Struct, gc=False):
     """An access with everything detection needs, as of ``event.occurred_at``.
 
-    Read-only by convention. A msgspec ``Struct``, not frozen: one is built for
-    every access, and a Struct's constructor (compiled) costs a third of a
-    slotted dataclass's (a frozen dataclass's, twice that). Never encoded; no
-    cycles through it (``gc=False``).
+    Read-only by convention, except ``minute``: a memo that
+    :func:`pipeline.detect.shift.local_minute` fills on first use. A msgspec
+    ``Struct``, not frozen: one is built for every access, and a Struct's
+    constructor (compiled) costs a third of a slotted dataclass's (a frozen
+    dataclass's, twice that). Never encoded; no cycles through it (``gc=False``).
     """
 
     event: AccessEvent
