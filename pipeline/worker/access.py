@@ -362,9 +362,11 @@ class AccessProcessor:
         record at the head of a partition, faust-streaming/faust#606.)"""
         finished = set(done)
         floor: dict[int, int] = {}  # per partition: the lowest offset not handled yet
-        for p, off in self._held:
-            if (p, off) not in finished and off < floor.get(p, off + 1):
-                floor[p] = off
+        for tp in self._held:
+            if tp not in finished:
+                p, off = tp
+                if off < floor.get(p, off + 1):
+                    floor[p] = off
         ready: list[tuple[int, int]] = []
         wait: list[tuple[int, int]] = []
         for tp in sorted(finished):
