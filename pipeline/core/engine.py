@@ -240,17 +240,16 @@ class Core:
         while progress:
             progress = False
             for p, q in list(self.queues.items()):
-                ps = self.store.peek_partition(p) if q else None
+                if not q:
+                    continue
+                ps = self.store.peek_partition(p)
                 while q:
                     item = q[0]
                     # (the day barrier's test, inlined for the usual case: a day already
                     # started here, and the day before it complete everywhere)
                     complete = self.book.complete_through()
                     if (
-                        ps is None
-                        or complete is None
-                        or complete < item.day - 1
-                        or item.day > ps.day
+                        complete is None or complete < item.day - 1 or item.day > ps.day
                     ) and not self._ready(p, item):
                         break
                     q.popleft()
