@@ -24,14 +24,18 @@ the whole topic from the beginning in a consumer group of its own:
     scores, alerts to the alert topic and to Postgres (a schema of this run);
 (d) ``workers2``: two such processes in one consumer group (``--modes``);
 (e) ``workers4``: four (on 4 partitions, one each; on a 2-core machine they
-    share the cores, so this measures the group's overhead, not its scaling).
+    share the cores, so this measures the group's overhead, not its scaling);
+(f) ``split-probe``: (b') shipping each batch to a child process that runs the
+    pure core and replying with alerts and states (``bench/split_probe.py``: a
+    probe of a scoring-process design, not the worker). Its CPU seconds are the
+    Faust process's; the child's are reported beside them.
 
-(a) and (b) run in their own processes too (this script, ``--role``), so
+(a), (b) and (f) run in their own processes too (this script, ``--role``), so
 every consumer has its own interpreter and event loop and the orchestrating
 process stays idle meanwhile.
 
 What is timed: from the first batch handed to the consumer's code to the
-moment the last of the N events has been processed. (a) and (b) time
+moment the last of the N events has been processed. (a), (b) and (f) time
 themselves with ``time.perf_counter``. For the workers this process reads
 every worker's ``/metrics`` page every ``--poll`` seconds (default 0.2):
 the start is the first reading where ``pipeline_events_in_total`` is above
@@ -73,6 +77,7 @@ from typing import Any, Final
 
 import kit  # bench/kit.py, beside this file (puts the repository on sys.path)
 import orjson
+import split_probe
 
 from pipeline.settings import Settings
 from simbank.broker import Publisher, ensure_topics
@@ -80,12 +85,13 @@ from simbank.evaluate.realrun import free_port
 from simbank.simulate import SimConfig, generate
 from simbank.workers import WorkerProcess
 
-MODES: Final = ("raw", "noop", "noop-eager", "worker", "workers2", "workers4")
-ROLES: Final = ("raw", "noop", "noop-eager")
+MODES: Final = ("raw", "noop", "noop-eager", "split-probe", "worker", "workers2", "workers4")
+ROLES: Final = ("raw", "noop", "noop-eager", "split-probe")
 LABELS: Final = {
     "raw": "(a) aiokafka getmany + orjson.loads",
     "noop": "(b) Faust no-op agent, Faust's fetch loop",
     "noop-eager": "(b') Faust no-op agent, the worker's loop",
+    "split-probe": "(f) (b') + the core in a child process",
     "worker": "(c) 1 pipeline worker, all detectors",
     "workers2": "(d) 2 pipeline workers, one group",
     "workers4": "(e) 4 pipeline workers, one group",
@@ -170,27 +176,37 @@ def _noop(args: argparse.Namespace) -> int:
     if args.role == "noop":
         faust_drain.uninstall()
     progress: dict[str, float] = {"n": 0, "first": 0.0, "first_cpu": 0.0}
+    probe = split_probe.Probe(args, s) if args.role == "split-probe" else None
+
+    def count(n: int) -> None:
+        progress["n"] += n
+        if progress["n"] >= args.events:
+            result: dict[str, Any] = {
+                "events": int(progress["n"]),
+                "seconds": time.perf_counter() - progress["first"],
+                "cpu_seconds": time.process_time() - progress["first_cpu"],
+            }
+            if probe is not None:
+                result["child"] = probe.stop()
+            _write_result(args.result, result)
 
     @app.agent(app.topic(s.access_topic, partitions=s.partitions), name="noop-decode")
     async def noop_decode(stream: Any) -> None:
+        if probe is not None:
+            alerts, states = app.topic(s.alerts_topic), app.topic(f"{s.topic_prefix}probe-states")
+            app.add_future(probe.replies(alerts, states, stream.ack, count))
         async for events in stream.noack_take(ACCESS_BATCH, within=ACCESS_WITHIN):
-            if progress["n"] == 0:
+            if not progress["first"]:
                 progress["first"] = time.perf_counter()
                 progress["first_cpu"] = time.process_time()
+            if probe is not None:
+                await probe.ship(events)
+                continue
             for ev in events:
                 orjson.loads(ev.message.value)
             for ev in events:
                 await stream.ack(ev)
-            progress["n"] += len(events)
-            if progress["n"] >= args.events:
-                _write_result(
-                    args.result,
-                    {
-                        "events": int(progress["n"]),
-                        "seconds": time.perf_counter() - progress["first"],
-                        "cpu_seconds": time.process_time() - progress["first_cpu"],
-                    },
-                )
+            count(len(events))
 
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
@@ -228,6 +244,12 @@ async def run_role(
         str(args.partitions),
         "--result",
         str(result),
+        "--seed",
+        str(args.seed),
+        "--staff",
+        str(args.staff),
+        "--days",
+        str(args.days),
     ]
     cpu0 = kit.machine_cpu()
     with log.open("wb") as out:
@@ -448,6 +470,7 @@ def _ratios(results: dict[str, dict[str, Any]]) -> dict[str, float]:
         ("worker", "noop"),
         ("worker", "noop-eager"),
         ("noop-eager", "noop"),
+        ("split-probe", "noop-eager"),
         ("worker", "raw"),
         ("noop", "raw"),
         ("workers2", "worker"),
@@ -491,6 +514,12 @@ def table(doc: dict[str, Any]) -> str:
                 f"{LABELS[mode][:3]} steady, from {w['steady_from_seconds']} s on, partitions "
                 f"{w['split']}: {w['steady_events_per_second']:,} events/s"
             )
+    child = doc["modes"].get("split-probe", {}).get("child")
+    if child:
+        lines.append(
+            f"(f) child process: {child['cpu_seconds']:.1f} CPU s for {child['events']:,} events "
+            f"({child['handled']:,} handled)"
+        )
     lines.append("ratios: " + ", ".join(f"{k} = {v:.3f}" for k, v in doc["ratios"].items()))
     la = doc["load_average_1_5_15"]
     lines.append(f"load average before {la['before']}, after {la['after']}")
