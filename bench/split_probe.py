@@ -86,6 +86,8 @@ class Probe:
         self._encode = msgspec.msgpack.Encoder().encode
         self._decode = msgspec.msgpack.Decoder().decode
         self.handled = 0
+        self.batches = 0
+        self.slot_wait_s = 0.0  # time the agent waited for a batch slot
 
     async def ship(self, events: list[Any]) -> None:
         batch = []
@@ -93,7 +95,10 @@ class Probe:
             m = ev.message
             ts = m.timestamp
             batch.append((m.partition, m.offset, m.key, m.value, int(ts * 1000) if ts else -1))
+        waited = time.perf_counter()
         await self._slots.acquire()
+        self.slot_wait_s += time.perf_counter() - waited
+        self.batches += 1
         frame = self._encode(batch)
         await self._inflight.put(events)
         await asyncio.get_running_loop().run_in_executor(
@@ -126,5 +131,7 @@ class Probe:
         self.conn.send_bytes(STOP)
         figures: dict[str, Any] = self._decode(self.conn.recv_bytes())
         figures["handled"] = self.handled
+        figures["batches"] = self.batches
+        figures["agent_waited_for_a_slot_s"] = round(self.slot_wait_s, 2)
         self.proc.join(10)
         return figures
