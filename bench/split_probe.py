@@ -25,15 +25,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import multiprocessing as mp
+import os
+import socket
+import struct
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.connection import Connection
 from typing import Any, Final
 
 import msgspec
 
-DEPTH: Final = 2  # batches in flight between the two processes
+DEPTH: Final = 2  # batches in flight between the two processes (default of --probe-depth)
+HEADER: Final = struct.Struct("!i")  # multiprocessing.Connection's frame header
 STOP: Final = b"stop"
 READY: Final = b"ready"
 
@@ -67,7 +71,11 @@ def child(conn: Connection, seed: int, staff: int, days: int, settings: Any) -> 
 
 
 class Probe:
-    """The Faust side: ships batches, publishes replies, acks; ``stop()`` ends the child."""
+    """The Faust side: ships batches, publishes replies, acks; ``stop()`` ends the child.
+
+    ``--probe-io threads``: frames go through the pipe in two one-thread executors
+    (``Connection.send_bytes``/``recv_bytes``); ``loop``: through asyncio streams over
+    the same socket, on the event loop (same framing)."""
 
     def __init__(self, args: argparse.Namespace, settings: Any) -> None:
         ctx = mp.get_context("spawn")
@@ -81,7 +89,10 @@ class Probe:
         if self.conn.recv_bytes() != READY:
             raise RuntimeError("the scoring process did not start")
         self._send_pool, self._recv_pool = ThreadPoolExecutor(1), ThreadPoolExecutor(1)
-        self._slots = asyncio.Semaphore(DEPTH)
+        self.io: str = args.probe_io
+        self._streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+        self._depth: int = args.probe_depth
+        self._slots = asyncio.Semaphore(self._depth)
         self._inflight: asyncio.Queue[list[Any]] = asyncio.Queue()
         self._encode = msgspec.msgpack.Encoder().encode
         self._decode = msgspec.msgpack.Decoder().decode
@@ -101,20 +112,47 @@ class Probe:
         self.batches += 1
         frame = self._encode(batch)
         await self._inflight.put(events)
-        await asyncio.get_running_loop().run_in_executor(
-            self._send_pool, self.conn.send_bytes, frame
-        )
+        await self._send(frame)
+
+    async def _open(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        if self._streams is None:
+            sock = socket.socket(fileno=os.dup(self.conn.fileno()))
+            self._streams = await asyncio.open_connection(sock=sock, limit=2**26)
+        return self._streams
+
+    async def _send(self, frame: bytes) -> None:
+        if self.io == "threads":
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(self._send_pool, self.conn.send_bytes, frame)
+            return
+        _, writer = await self._open()
+        writer.write(HEADER.pack(len(frame)))
+        writer.write(frame)
+        await writer.drain()
+
+    async def _recv(self) -> bytes:
+        if self.io == "threads":
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._recv_pool, self.conn.recv_bytes)
+        reader, _ = await self._open()
+        (size,) = HEADER.unpack(await reader.readexactly(HEADER.size))
+        return await reader.readexactly(size)
 
     async def replies(
-        self, alerts: Any, states: Any, ack: Callable[[Any], Any], done: Callable[[int], None]
+        self,
+        alerts: Any,
+        states: Any,
+        ack: Callable[[Any], Any],
+        done: Callable[[int], bool],
+        finish: Callable[[], Awaitable[None]],
     ) -> None:
-        """Forever: the oldest batch's reply published and acknowledged, then its events."""
-        loop = asyncio.get_running_loop()
+        """The oldest batch's reply published and acknowledged, then its events; until
+        ``done`` says every event was, then ``finish``."""
         await alerts.maybe_declare()
         await states.maybe_declare()
         while True:
             events = await self._inflight.get()
-            frame = await loop.run_in_executor(self._recv_pool, self.conn.recv_bytes)
+            frame = await self._recv()
             handled, values, writes = self._decode(frame)
             self.handled += handled  # the day barrier may hold some back to a later batch
             sent = [await alerts.send(value=v) for v in values]
@@ -124,14 +162,18 @@ class Probe:
             for ev in events:
                 await ack(ev)
             self._slots.release()
-            done(len(events))
+            if done(len(events)):
+                await finish()
+                return
 
-    def stop(self) -> dict[str, Any]:
+    async def stop(self) -> dict[str, Any]:
         """End the child (call once every batch was answered); its CPU figures."""
-        self.conn.send_bytes(STOP)
-        figures: dict[str, Any] = self._decode(self.conn.recv_bytes())
+        await self._send(STOP)
+        figures: dict[str, Any] = self._decode(await self._recv())
         figures["handled"] = self.handled
         figures["batches"] = self.batches
         figures["agent_waited_for_a_slot_s"] = round(self.slot_wait_s, 2)
+        figures["io"] = self.io
+        figures["depth"] = self._depth
         self.proc.join(10)
         return figures

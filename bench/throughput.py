@@ -178,23 +178,25 @@ def _noop(args: argparse.Namespace) -> int:
     progress: dict[str, float] = {"n": 0, "first": 0.0, "first_cpu": 0.0}
     probe = split_probe.Probe(args, s) if args.role == "split-probe" else None
 
-    def count(n: int) -> None:
+    def count(n: int) -> bool:
         progress["n"] += n
-        if progress["n"] >= args.events:
-            result: dict[str, Any] = {
-                "events": int(progress["n"]),
-                "seconds": time.perf_counter() - progress["first"],
-                "cpu_seconds": time.process_time() - progress["first_cpu"],
-            }
-            if probe is not None:
-                result["child"] = probe.stop()
-            _write_result(args.result, result)
+        return progress["n"] >= args.events
+
+    async def finish() -> None:
+        result: dict[str, Any] = {
+            "events": int(progress["n"]),
+            "seconds": time.perf_counter() - progress["first"],
+            "cpu_seconds": time.process_time() - progress["first_cpu"],
+        }
+        if probe is not None:
+            result["child"] = await probe.stop()
+        _write_result(args.result, result)
 
     @app.agent(app.topic(s.access_topic, partitions=s.partitions), name="noop-decode")
     async def noop_decode(stream: Any) -> None:
         if probe is not None:
             alerts, states = app.topic(s.alerts_topic), app.topic(f"{s.topic_prefix}probe-states")
-            app.add_future(probe.replies(alerts, states, stream.ack, count))
+            app.add_future(probe.replies(alerts, states, stream.ack, count, finish))
         async for events in stream.noack_take(ACCESS_BATCH, within=ACCESS_WITHIN):
             if not progress["first"]:
                 progress["first"] = time.perf_counter()
@@ -206,7 +208,8 @@ def _noop(args: argparse.Namespace) -> int:
                 orjson.loads(ev.message.value)
             for ev in events:
                 await stream.ack(ev)
-            count(len(events))
+            if count(len(events)):
+                await finish()
 
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
@@ -250,6 +253,10 @@ async def run_role(
         str(args.staff),
         "--days",
         str(args.days),
+        "--probe-io",
+        args.probe_io,
+        "--probe-depth",
+        str(args.probe_depth),
     ]
     cpu0 = kit.machine_cpu()
     with log.open("wb") as out:
@@ -546,6 +553,15 @@ def main() -> int:
     ap.add_argument("--pause", type=float, default=3.0, help="seconds between two modes")
     ap.add_argument("--timeout", type=float, default=300.0, help="per mode")
     ap.add_argument("--keep", action="store_true", help="keep the topics and the schema")
+    ap.add_argument(
+        "--probe-io",
+        choices=("loop", "threads"),
+        default="loop",
+        help="(f): frames through the pipe on the event loop, or in executor threads",
+    )
+    ap.add_argument(
+        "--probe-depth", type=int, default=split_probe.DEPTH, help="(f): batches in flight"
+    )
     ap.add_argument("--out", type=Path, default=kit.RESULTS / "throughput.json")
     # internal: one consumer of (a) or (b), started by the run itself
     ap.add_argument("--role", choices=ROLES, help=argparse.SUPPRESS)
