@@ -33,9 +33,11 @@ import math
 import os
 import platform
 import shlex
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -44,6 +46,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from pipeline.contract.records import AccessEvent, DeadLetter
+from pipeline.reference import snapshot
 from pipeline.reference.reader import apply_reference_record, reference_reader
 from pipeline.reference.state import ReferenceState
 from pipeline.settings import Settings
@@ -444,8 +447,14 @@ async def _publish(scale: Scale, bootstrap: str, prefix: str) -> dict[str, Any]:
     return out
 
 
-async def _bootstrap(bootstrap: str, prefix: str) -> dict[str, Any]:
-    settings = _settings(bootstrap, prefix)
+async def _bootstrap(bootstrap: str, prefix: str, data_dir: str, restart: bool) -> dict[str, Any]:
+    """One reader to ``ready``. Cold (``restart`` False): from the beginning of the topics,
+    without a snapshot; then the snapshot it would write, written and timed. Restart: a
+    new reader over that data directory, going on from the snapshot."""
+    every = Settings().reference_snapshot_records if restart else 0
+    settings = _settings(
+        bootstrap, prefix, data_dir=Path(data_dir), reference_snapshot_records=every
+    )
     gc.collect()
     rss_before = rss_mib()
     state = ReferenceState()
@@ -475,13 +484,15 @@ async def _bootstrap(bootstrap: str, prefix: str) -> dict[str, Any]:
     gc.collect()
     rss_after = rss_mib()
     applied = sum(applied_by_kind.values())
-    return {
-        "bootstrap_seconds": round(reader.bootstrap_seconds or wall, 1),
+    seconds = reader.bootstrap_seconds or wall
+    out: dict[str, Any] = {
+        "bootstrap_seconds": round(seconds, 1),
         "wall_seconds": round(wall, 1),
         "state_counts": state.counts(),
         "dead_letters": len(dead),
         "records_applied": applied,
-        "records_per_second": round(applied / (reader.bootstrap_seconds or wall)),
+        "records_per_second": round(applied / seconds),
+        "resumed_from_records": reader.resumed_from,
         "rss_mib": {
             "before": round(rss_before, 1),
             "after": round(rss_after, 1),
@@ -489,6 +500,16 @@ async def _bootstrap(bootstrap: str, prefix: str) -> dict[str, Any]:
             "peak": round(peak_mib(), 1),
         },
     }
+    if not restart:
+        c0, t0 = time.process_time(), time.perf_counter()
+        path = snapshot.path_in(settings.data_dir)
+        size = snapshot.write(path, state.image(), reader.positions())
+        out["snapshot"] = {
+            "bytes": size,
+            "write_seconds": round(time.perf_counter() - t0, 1),
+            "write_cpu_seconds": round(time.process_time() - c0, 1),
+        }
+    return out
 
 
 async def _delete_topics(bootstrap: str, prefix: str) -> None:
@@ -607,6 +628,22 @@ def _table(scale: Scale, core: dict[str, Any] | None, kafka: dict[str, Any] | No
                 f"(+{b['rss_mib']['delta']} MiB), peak {b['rss_mib']['peak']} MiB",
             ),
         ]
+        snap, r = b.get("snapshot"), kafka.get("restart")
+        if snap and r:
+            rows += [
+                (
+                    "snapshot: write",
+                    f"{snap['bytes'] / 1e6:,.1f} MB in {snap['write_seconds']} s "
+                    f"({snap['write_cpu_seconds']} s CPU)",
+                ),
+                (
+                    "snapshot: restart",
+                    f"a new reader to ready in {r['bootstrap_seconds']} s "
+                    f"(from {r['resumed_from_records']:,} records' offsets, "
+                    f"{r['records_applied']:,} read), RSS +{r['rss_mib']['delta']} MiB, "
+                    f"peak {r['rss_mib']['peak']} MiB",
+                ),
+            ]
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k.ljust(width)}  {v}" for k, v in rows)
 
@@ -619,8 +656,11 @@ def main() -> int:
     parser.add_argument("--bootstrap", default="127.0.0.1:19292", help="Kafka for part b")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--lookups", type=int, default=1_000_000)
-    parser.add_argument("--phase", choices=("core", "publish", "bootstrap"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--phase", choices=("core", "publish", "bootstrap", "restart"), help=argparse.SUPPRESS
+    )
     parser.add_argument("--prefix", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--data-dir", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if not 0 < args.scale <= 1.0:
         parser.error("--scale must be in (0, 1]")
@@ -632,8 +672,10 @@ def main() -> int:
     if args.phase == "publish":
         print(json.dumps(asyncio.run(_publish(scale, args.bootstrap, args.prefix))))
         return 0
-    if args.phase == "bootstrap":
-        print(json.dumps(asyncio.run(_bootstrap(args.bootstrap, args.prefix))))
+    if args.phase in ("bootstrap", "restart"):
+        restart = args.phase == "restart"
+        result = asyncio.run(_bootstrap(args.bootstrap, args.prefix, args.data_dir, restart))
+        print(json.dumps(result))
         return 0
 
     command = shlex.join(["python", "bench/reference_scale.py", *sys.argv[1:]])
@@ -645,15 +687,24 @@ def main() -> int:
         _save(scale, "core", core, command)
     if not args.skip_kafka:
         prefix = f"bench-{args.scale:g}-{int(time.time())}."
-        extra = ["--bootstrap", args.bootstrap, "--prefix", prefix]
+        data_dir = tempfile.mkdtemp(prefix="reference-scale-")
+        extra = ["--bootstrap", args.bootstrap, "--prefix", prefix, "--data-dir", data_dir]
         print(f"kafka: publishing to {args.bootstrap} ({prefix}*) ...", file=sys.stderr, flush=True)
         try:
             published = _run_phase(base, "publish", extra)
             print("kafka: bootstrapping one reader ...", file=sys.stderr, flush=True)
             booted = _run_phase(base, "bootstrap", extra)
+            print("kafka: restarting it from its snapshot ...", file=sys.stderr, flush=True)
+            restarted = _run_phase(base, "restart", extra)
         finally:
             asyncio.run(_delete_topics(args.bootstrap, prefix))
-        kafka = {"publish": published, "bootstrap": booted, "bootstrap_server": args.bootstrap}
+            shutil.rmtree(data_dir, ignore_errors=True)
+        kafka = {
+            "publish": published,
+            "bootstrap": booted,
+            "restart": restarted,
+            "bootstrap_server": args.bootstrap,
+        }
         _save(scale, "kafka", kafka, command)
     print(_table(scale, core, kafka))
     print(f"results: {RESULTS.relative_to(HERE.parent)}", file=sys.stderr)

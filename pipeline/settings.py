@@ -117,6 +117,10 @@ class Settings(BaseSettings):
     partitions: int = 8
     """Partition count of the topics the pipeline creates; at most this many workers share the
     work."""
+    reference_snapshot_records: int = 100_000
+    """Keep a snapshot of the reference data in the data directory, written once loaded and
+    again after this many more reference records: a restarted worker loads it and reads only
+    what came after (0: none; every start reads the reference topics from the beginning)."""
 
     instance_id: str | None = None
     """Stable name of this worker in its consumer group (Kafka static membership): a worker
@@ -307,6 +311,13 @@ class Settings(BaseSettings):
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"is not an IANA time zone name: {value!r}") from None
+        return value
+
+    @field_validator("reference_snapshot_records")
+    @classmethod
+    def _not_negative(cls, value: int) -> int:
+        if value < 0:
+            raise ValueError(f"must be 0 (no snapshot) or a number of records, got {value}")
         return value
 
     @field_validator("max_event_skew_s", "allowed_lateness_s")

@@ -11,14 +11,18 @@ Recovery: the compacted reference topics are the changelog. A starting worker
 reads them from the beginning up to the end offsets it saw when it started,
 and only then declares itself ready; later records apply as they arrive, each
 judged at the access's own event time (records carry their validity times).
+With ``Settings.reference_snapshot_records`` (the default) it first loads the
+snapshot in its data directory, if there is a usable one, and reads only what
+came after it (:mod:`pipeline.reference.snapshot`).
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Awaitable, Callable
 
-from pipeline.broker.tail import Tail
+from pipeline.broker.tail import Positions, Tail
 from pipeline.contract.decode import (
     DecodeError,
     dead_letter,
@@ -27,8 +31,11 @@ from pipeline.contract.decode import (
     decode_staff_record,
 )
 from pipeline.contract.records import DeadLetter
+from pipeline.reference import snapshot
 from pipeline.reference.state import ReferenceState
 from pipeline.settings import Settings
+
+log = logging.getLogger(__name__)
 
 DeadLetterFn = Callable[[DeadLetter, bytes | None], Awaitable[None]]
 CountFn = Callable[[str], None]
@@ -86,4 +93,38 @@ def reference_reader(
             return
         counted(kind)
 
-    return Tail(settings, list(kinds), apply, "reference data", on_error=on_error)
+    every = settings.reference_snapshot_records
+    if not every:
+        return Tail(settings, list(kinds), apply, "reference data", on_error=on_error)
+    path = snapshot.path_in(settings.data_dir)
+
+    def resume() -> Positions | None:
+        found = snapshot.read(path)
+        if found is None:
+            return None
+        image, positions = found
+        state.restore(image)
+        log.info("reference data: snapshot %s loaded: %s", path, state.counts())
+        return positions
+
+    def checkpoint(positions: Positions) -> None:
+        started = time.monotonic()
+        size = snapshot.write(path, state.image(), positions)
+        log.info(
+            "reference data: snapshot of %s written (%.1f MB in %.1f s)",
+            state.counts(),
+            size / 1e6,
+            time.monotonic() - started,
+        )
+
+    return Tail(
+        settings,
+        list(kinds),
+        apply,
+        "reference data",
+        on_error=on_error,
+        resume=resume,
+        discard=state.clear,
+        checkpoint=checkpoint,
+        checkpoint_every=every,
+    )

@@ -127,6 +127,36 @@ class Enriched(Struct, gc=False):
     minute: int = -1  # the local minute of the day, once computed (pipeline.detect.shift)
 
 
+StaffRow = tuple[float, str, str, str, str | None, str | None, str]
+
+
+def _staff_row(v: StaffVersion) -> StaffRow:
+    return (
+        v.effective_at,
+        v.branch_id,
+        v.role,
+        v.status,
+        v.shift_start,
+        v.shift_end,
+        v.timezone,
+    )
+
+
+class StateImage(Struct, array_like=True, gc=False):
+    """A :class:`ReferenceState` as plain values (``pipeline.reference.snapshot`` encodes
+    it). ``profiles[i]`` lists the customers whose newest profile is ``classes[i]`` (home
+    branch, segment, sensitivity): lists of the state's own id strings, so an image of
+    10M profiles costs a pointer per customer, not a dict entry; history entries name
+    their class by index too. An open-ended interval ends at ``inf``."""
+
+    staff: dict[str, list[StaffRow]]
+    assignments: dict[str, dict[str, list[tuple[float, float, str]]]]
+    classes: list[tuple[str, str, str]]
+    profiles: list[list[str]]
+    related: dict[str, list[str]]
+    history: dict[str, list[tuple[float, int, list[str]]]]
+
+
 class ReferenceState:
     def __init__(self) -> None:
         self._staff: dict[str, list[StaffVersion]] = {}
@@ -375,6 +405,77 @@ class ReferenceState:
             staff.shift_start, staff.shift_end, staff.timezone,
             assigned, relation, True, cls.home_branch_id, cls.segment, cls.sensitivity, related,
         )  # fmt: skip
+
+    # -- as plain values (the snapshot) ----------------------------------------
+    def image(self) -> StateImage:
+        """Everything this state holds, as plain values."""
+        index = {cls: i for i, cls in enumerate(self._classes.values())}
+        by_class: list[list[str]] = [[] for _ in index]
+        for cid, cls in self._profiles.items():
+            by_class[index[cls]].append(cid)
+        return StateImage(
+            staff={sid: [_staff_row(v) for v in versions] for sid, versions in self._staff.items()},
+            assignments={
+                sid: {
+                    cid: [
+                        (iv.valid_from, iv.valid_to, iv.relation)
+                        for iv in ([held] if isinstance(held, Interval) else held)
+                    ]
+                    for cid, held in per_staff.items()
+                }
+                for sid, per_staff in self._assign.items()
+            },
+            classes=[(c.home_branch_id, c.segment, c.sensitivity) for c in index],
+            profiles=by_class,
+            related={cid: sorted(staff) for cid, staff in self._related.items()},
+            history={
+                cid: [(at, index[cls], sorted(rel)) for at, cls, rel in versions]
+                for cid, versions in self._profile_history.items()
+            },
+        )
+
+    def clear(self) -> None:
+        """Forget everything (in place: the core holds this object)."""
+        self.__init__()  # type: ignore[misc]
+
+    def restore(self, image: StateImage) -> None:
+        """Replace everything this state holds by ``image`` (as :meth:`image` made it)."""
+        self.clear()
+        shared = self._shared
+        for sid, versions in image.staff.items():
+            self._staff[sid] = [
+                StaffVersion(
+                    at, shared(branch), shared(role), shared(status),
+                    None if start is None else shared(start),
+                    None if end is None else shared(end), shared(tz),
+                )
+                for at, branch, role, status, start, end, tz in versions
+            ]  # fmt: skip
+            self._staff_times[sid] = [row[0] for row in versions]
+        for sid, pairs in image.assignments.items():
+            per_staff = self._assign[sid] = {}
+            for cid, spans in pairs.items():
+                held = [Interval(f, t, shared(rel)) for f, t, rel in spans]
+                per_staff[cid] = held[0] if len(held) == 1 else held
+                self.assignment_pairs += 1
+        classes = []
+        for combo in image.classes:
+            cls = self._classes[combo] = ProfileClass(*combo)
+            classes.append(cls)
+        profiles = self._profiles
+        for cls, cids in zip(classes, image.profiles, strict=True):
+            for cid in cids:
+                profiles[cid] = cls
+        self._related = {cid: frozenset(staff) for cid, staff in image.related.items()}
+        self._profile_history = {
+            cid: [(at, classes[i], frozenset(rel) if rel else _NOBODY) for at, i, rel in rows]
+            for cid, rows in image.history.items()
+        }
+        self._notable = len(self._related) + sum(
+            1
+            for cid, cls in self._profiles.items()
+            if cls.sensitivity != "normal" and cid not in self._related
+        )
 
     # -- sizes -------------------------------------------------------------
     def counts(self) -> dict[str, int]:
