@@ -508,6 +508,7 @@ async def _bootstrap(bootstrap: str, prefix: str, data_dir: str, restart: bool) 
             "bytes": size,
             "write_seconds": round(time.perf_counter() - t0, 1),
             "write_cpu_seconds": round(time.process_time() - c0, 1),
+            "peak_rss_mib_after_write": round(peak_mib(), 1),
         }
     return out
 
@@ -634,7 +635,8 @@ def _table(scale: Scale, core: dict[str, Any] | None, kafka: dict[str, Any] | No
                 (
                     "snapshot: write",
                     f"{snap['bytes'] / 1e6:,.1f} MB in {snap['write_seconds']} s "
-                    f"({snap['write_cpu_seconds']} s CPU)",
+                    f"({snap['write_cpu_seconds']} s CPU), peak RSS since start "
+                    f"{snap['peak_rss_mib_after_write']} MiB",
                 ),
                 (
                     "snapshot: restart",

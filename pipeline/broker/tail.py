@@ -76,7 +76,7 @@ class Tail:
         self.checkpoint_every = checkpoint_every
         self.bootstrap_seconds: float | None = None
         self.records = 0
-        self.resumed_from: int | None = None  # records the snapshot held offsets for
+        self.resumed_from: int | None = None  # the sum of the snapshot's offsets, if used
         self.polled_at = time.monotonic()  # when its loop last asked for records
         self._base: Positions = {}  # the snapshot's positions, while nothing came after
         self._last: dict[tuple[str, int], tuple[int, bytes | None, bytes | None]] = {}
@@ -211,20 +211,21 @@ class Tail:
         try:
             self.checkpoint(self.positions())
         except Exception:  # a full disk must not stop the reader: the next one may do
-            log.exception("%s: snapshot not written", self.name)
-            if self.on_error is not None:
-                self.on_error()
+            log.exception("%s: snapshot not written (the last one stays)", self.name)
 
     async def _apply_one(self, tp: TopicPartition, rec: Any) -> None:
         self.records += 1
         self._since_checkpoint += 1
-        self._last[tp.topic, tp.partition] = (rec.offset + 1, rec.key, rec.value)
         try:
             await self.apply(tp.topic, tp.partition, rec.offset, rec.key, rec.value)
+            # Only once applied (a dead letter sent): a record whose apply was cancelled
+            # is read again after a restart, never skipped.
+            self._last[tp.topic, tp.partition] = (rec.offset + 1, rec.key, rec.value)
         except Exception:  # a defect: never let one record stop the reader
             log.exception(
                 "%s: applying %s[%d]@%d failed", self.name, tp.topic, tp.partition, rec.offset
             )
+            self._last[tp.topic, tp.partition] = (rec.offset + 1, rec.key, rec.value)
             if self.on_error is not None:
                 self.on_error()
 
