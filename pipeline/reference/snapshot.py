@@ -17,8 +17,10 @@ that cannot be read is logged and ignored; it is never fatal.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import time
 from pathlib import Path
 from typing import Final
 
@@ -31,6 +33,7 @@ log = logging.getLogger(__name__)
 
 SNAPSHOT_VERSION: Final = 1
 FILENAME: Final = "reference-snapshot.msgpack"
+STALE_TMP_S: Final = 3600.0  # a temporary file this old is a killed writer's: removed
 
 
 class Snapshot(msgspec.Struct, array_like=True, gc=False):
@@ -56,6 +59,10 @@ def write(path: Path, image: StateImage, positions: Positions) -> int:
     )
     data = _ENCODER.encode(snap)
     path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(f"{path.name}.*.tmp"):  # of a process killed mid-write
+        with contextlib.suppress(OSError):
+            if time.time() - stale.stat().st_mtime > STALE_TMP_S:
+                stale.unlink()
     # A name of this process's own: two workers sharing a data directory each rename a
     # whole file over the other's, never write into the same one.
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")

@@ -144,6 +144,10 @@ async def test_the_snapshot_is_written_again_after_enough_records(
     await publish_reference(s, small_bank(seed=4, staff=24, days=5, branches=2))
     path = snapshot.path_in(s.data_dir)
     async with reading(s) as (state, _):
+        deadline = time.monotonic() + 10
+        while not path.exists():  # written in a thread once the reader is ready
+            assert time.monotonic() < deadline, "no snapshot once ready"
+            await asyncio.sleep(0.1)
         first = path.stat().st_mtime_ns
         await send_staff(producer, s, every, "BR7")
         await caught_up(state, lambda st: st.staff_at(f"EXTRA{every - 1}", T0 + 99) is not None)
