@@ -175,7 +175,8 @@ class Tail:
         gone = [k for k, (off, _) in base.items() if k not in known or off > end[known[k]]]
         if gone:
             t, p = gone[0]
-            await self._from_beginning(consumer, tps, end, f"{t}[{p}] is behind the snapshot")
+            why = f"{t}[{p}] is behind the snapshot, or not read here"
+            await self._from_beginning(consumer, tps, end, why)
             return {}
         self._base = dict(base)
         self.resumed_from = sum(off for off, _ in base.values())

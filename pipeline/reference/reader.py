@@ -103,7 +103,12 @@ def reference_reader(
         if found is None:
             return None
         image, positions = found
-        state.restore(image)
+        try:
+            state.restore(image)
+        except Exception:  # decodable but inconsistent: never a restart loop over it
+            log.exception("reference data: snapshot %s not usable; reading every record", path)
+            state.clear()
+            return None
         log.info("reference data: snapshot %s loaded: %s", path, state.counts())
         return positions
 

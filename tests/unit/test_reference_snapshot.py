@@ -146,3 +146,28 @@ def test_the_record_checksum_tells_a_missing_key_or_value_from_an_empty_one() ->
         for k, v in [(None, None), (b"", None), (None, b""), (b"", b""), (b"a", b"b"), (b"ab", b"")]
     }
     assert len(sums) == 6
+
+
+async def _no_dead_letters(dl: object, key: bytes | None) -> None:
+    raise AssertionError(dl)
+
+
+def test_a_snapshot_that_decodes_but_cannot_be_restored_is_not_used(tmp_path: Path) -> None:
+    """A restart must not fail on its own snapshot (and fail again at every restart)."""
+    from pipeline.reference.reader import reference_reader
+    from pipeline.settings import Settings
+
+    s = Settings(data_dir=tmp_path)
+    image = busy_state(2).image()
+    image.classes = image.classes[:-1]  # a profile list without its class
+    snapshot.write(snapshot.path_in(tmp_path), image, {("bank.staff-directory", 0): (3, 4)})
+    state = ReferenceState()
+    state.apply_staff(staff(T0, "S-before"))
+    tail = reference_reader(s, state, _no_dead_letters, lambda kind: None)
+    assert tail.resume is not None
+    assert tail.resume() is None
+    assert state.counts() == ReferenceState().counts(), "nothing half-restored is left"
+    good = busy_state(2)
+    snapshot.write(snapshot.path_in(tmp_path), good.image(), {("bank.staff-directory", 0): (3, 4)})
+    assert tail.resume() == {("bank.staff-directory", 0): (3, 4)}
+    assert state.counts() == good.counts()
