@@ -32,7 +32,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, Final, Protocol
 
 from pipeline.core.engine import Core, Inbound
@@ -81,19 +81,14 @@ class Consumer(Protocol):
     def resume(self, partition: int) -> None: ...
 
 
-class AccessProcessor:
-    def __init__(
-        self,
-        core: Core,
-        publisher: OutboxPublisher,
-        table: StateTable,
-        consumer: Consumer,
-        metrics: WorkerMetrics,
-        topic: str,
-    ) -> None:
-        self.core = core
-        self.publisher = publisher
-        self.table = table
+class Intake:
+    """What the access agent keeps of the records it took, whoever scores them: offsets
+    in sequence, rewinds, held events and their in-order acks, pauses, and the clocks of
+    :meth:`caught_up` and :meth:`starved`. :class:`AccessProcessor` scores in this
+    process; :class:`pipeline.worker.scorer_link.RemoteAccessProcessor` in a scoring
+    process."""
+
+    def __init__(self, consumer: Consumer, metrics: WorkerMetrics, topic: str) -> None:
         self.consumer = consumer
         self.metrics = metrics
         self.topic = topic
@@ -124,15 +119,11 @@ class AccessProcessor:
         high = self.consumer.highwater(partition)
         if high is None:
             return False
-        self.core.store.peek_partition(partition)  # load the restored state, if any
         return self.seen(partition) + 1 >= high
 
-    def assign(self, partitions: Iterable[int]) -> None:
-        """The partitions this worker reads now."""
-        parts = set(partitions)
-        self.core.assign(parts)
+    def _assigned(self, partitions: set[int]) -> None:
         now = time.monotonic()
-        self._assigned_at = {p: self._assigned_at.get(p, now) for p in parts}
+        self._assigned_at = {p: self._assigned_at.get(p, now) for p in partitions}
 
     def unreadable(self) -> None:
         """Nothing can be read now (the tables are recovering): :meth:`starved`'s clocks
@@ -153,38 +144,32 @@ class AccessProcessor:
                 out.append(p)
         return tuple(out)
 
-    async def handle(self, events: list[Any], ack: Callable[[Any], Awaitable[Any]]) -> None:
-        """One batch from the access agent (Faust events, not acknowledged yet)."""
-        self._ack = ack
-        async with self.lock:
-            inbound = []
-            now = time.monotonic()
-            assigned = self.core.assigned
-            elsewhere = 0
-            for ev in events:
-                m = ev.message
-                p, off = m.partition, m.offset
-                if p not in assigned:
-                    # Taken from the stream before a rebalance handed the partition over:
-                    # its next owner reads it (not acked here, nor applied to a state
-                    # this worker would then write over the owner's).
-                    elsewhere += 1
-                    continue
-                if not self._in_sequence(p, off):
-                    continue  # read again after a rewind
-                self._held[(p, off)] = ev
-                if off > self._last_offered.get(p, -1):
-                    self._last_offered[p] = off
-                self._offered_at[p] = now
-                ts = getattr(m, "timestamp", None)
-                inbound.append(Inbound(p, off, m.key, m.value, int(ts * 1000) if ts else -1))
-            if elsewhere:
-                log.info("%d records of partitions no longer assigned here left out", elsewhere)
-            self.metrics.events_in.labels(topic=self.topic).inc(len(inbound))
-            if self._rewinds:
-                await self._ask_rewinds()
-            self.core.offer(inbound)
-            await self._cycle()
+    def _take(self, events: list[Any], assigned: set[int]) -> list[Inbound]:
+        """The records of one batch of Faust events to score, held until acked."""
+        inbound = []
+        now = time.monotonic()
+        elsewhere = 0
+        for ev in events:
+            m = ev.message
+            p, off = m.partition, m.offset
+            if p not in assigned:
+                # Taken from the stream before a rebalance handed the partition over:
+                # its next owner reads it (not acked here, nor applied to a state
+                # this worker would then write over the owner's).
+                elsewhere += 1
+                continue
+            if not self._in_sequence(p, off):
+                continue  # read again after a rewind
+            self._held[(p, off)] = ev
+            if off > self._last_offered.get(p, -1):
+                self._last_offered[p] = off
+            self._offered_at[p] = now
+            ts = getattr(m, "timestamp", None)
+            inbound.append(Inbound(p, off, m.key, m.value, int(ts * 1000) if ts else -1))
+        if elsewhere:
+            log.info("%d records of partitions no longer assigned here left out", elsewhere)
+        self.metrics.events_in.labels(topic=self.topic).inc(len(inbound))
+        return inbound
 
     def _in_sequence(self, p: int, off: int) -> bool:
         """Whether record ``off`` of partition ``p`` is the next one (or an earlier one,
@@ -242,37 +227,32 @@ class AccessProcessor:
                 self.metrics.rewinds.inc()
                 await self.consumer.rewind(p, start)
 
-    async def tick(self) -> None:
-        """Run a cycle if something may have become possible (a peer day arrived, time);
-        ask again for partitions whose rewind was not answered."""
-        async with self.lock:
-            await self._ask_rewinds()
-            await self._cycle()
+    def _export_stats(
+        self,
+        duplicates: int,
+        peer_days: int,
+        resets: Mapping[tuple[str, str], int],
+        newest_event_at: float,
+    ) -> None:
+        """The core counts in plain ints (it has no I/O); export what changed."""
+        seen, m = self._exported, self.metrics
+        if duplicates > seen["duplicates"]:
+            m.events_duplicate.inc(duplicates - seen["duplicates"])
+            seen["duplicates"] = duplicates
+        if peer_days > seen["peer_days"]:
+            m.peer_days_published.inc(peer_days - seen["peer_days"])
+            seen["peer_days"] = peer_days
+        for (kind, reason), n in resets.items():
+            done = self._resets_exported.get((kind, reason), 0)
+            if n > done:
+                m.state_resets.labels(kind=kind, reason=reason).inc(n - done)
+                self._resets_exported[(kind, reason)] = n
+        if newest_event_at:
+            m.processing_lag.set(max(0.0, time.time() - newest_event_at))
 
-    async def apply(self, fn: Callable[[Core], Iterable[Any] | None]) -> None:
-        """Run ``fn(core)`` (e.g. feedback) under the lock, then a cycle to write its state."""
-        async with self.lock:
-            fn(self.core)
-            await self._cycle(flush=True)
-
-    async def _cycle(self, flush: bool = False) -> None:
-        clock = time.perf_counter
-        started = clock()
-        out = self.core.drain(self.caught_up)
-        scored = clock()
-        self._interrupted = True  # until the outbox is acknowledged
-        await self.publisher.publish(out)
-        self._interrupted = False
-        published = clock()
-        self._done.extend(out.done)
-        if out.done:
-            self.last_progress = time.monotonic()
-        writes = 0
-        if flush or self._flush_due():
-            writes = await self._flush()
-        written = clock()
-        self._flow_control()
-        done = clock()
+    def _observe_cycle(
+        self, started: float, scored: float, published: float, written: float, done: float
+    ) -> None:
         m = self.metrics
         m.batch_seconds.labels(agent="score-access").observe(done - started)
         phase = m.batch_phase_seconds
@@ -280,69 +260,36 @@ class AccessProcessor:
         phase.labels(phase="publish").observe(published - scored)
         phase.labels(phase="state").observe(written - published)
         phase.labels(phase="ack").observe(done - written)
-        m.batch_records.observe(len(out.done))
-        m.state_writes.inc(writes)
-        self._export_core_stats()
-        stats = self.core.stats
-        if stats.newest_event_at:
-            m.processing_lag.set(max(0.0, time.time() - stats.newest_event_at))
-        m.partitions_waiting.set(len(self._waiting_partitions()))
 
-    def _export_core_stats(self) -> None:
-        """The core counts in plain ints (it has no I/O); export what changed."""
-        stats, seen, m = self.core.stats, self._exported, self.metrics
-        if stats.duplicates > seen["duplicates"]:
-            m.events_duplicate.inc(stats.duplicates - seen["duplicates"])
-            seen["duplicates"] = stats.duplicates
-        if stats.peer_days > seen["peer_days"]:
-            m.peer_days_published.inc(stats.peer_days - seen["peer_days"])
-            seen["peer_days"] = stats.peer_days
-        for (kind, reason), n in self.core.store.resets.items():
-            done = self._resets_exported.get((kind, reason), 0)
-            if n > done:
-                m.state_resets.labels(kind=kind, reason=reason).inc(n - done)
-                self._resets_exported[(kind, reason)] = n
-
-    def _waiting_partitions(self) -> list[int]:
-        return [p for p, q in self.core.queues.items() if q]
-
-    def _flow_control(self) -> None:
+    def _flow_control(self, queues: Mapping[int, int]) -> None:
         """After a drain, what is left in a queue waits at the day barrier: pause a
         partition that holds too much, resume it once empty, and time each wait."""
         now = time.monotonic()
-        for p, q in self.core.queues.items():
+        for p, n in queues.items():
             since = self._waiting_since.get(p)
-            if q and since is None:
+            if n and since is None:
                 self._waiting_since[p] = now
-            elif not q and since is not None:
+            elif not n and since is not None:
                 del self._waiting_since[p]
                 self.metrics.peer_wait_seconds.observe(now - since)
-            if len(q) >= PAUSE_AT and p not in self._paused:
+            if n >= PAUSE_AT and p not in self._paused:
                 self.consumer.pause(p)
                 self._paused.add(p)
-                log.info("partition %d paused: %d accesses wait for peer days", p, len(q))
-            elif not q and p in self._paused:
+                log.info("partition %d paused: %d accesses wait for peer days", p, n)
+            elif not n and p in self._paused:
                 self.consumer.resume(p)
                 self._paused.discard(p)
+        self.metrics.partitions_waiting.set(sum(1 for n in queues.values() if n))
 
-    def _flush_due(self) -> bool:
-        if not self._done and not self.core.store.dirty():
+    def _due(self, pending: bool) -> bool:
+        """Whether a flush is due (``pending``: a state may have changed since the last)."""
+        if not self._done and not pending:
             return False
         return len(self._done) >= FLUSH_AT or time.monotonic() - self._flushed_at >= FLUSH_EVERY_S
 
-    async def _flush(self, skip_acks: frozenset[int] = frozenset()) -> int:
-        """Write every dirty state to the table, then ack the records handled since the
-        last flush (except those of ``skip_acks`` partitions); return the writes.
-        Nothing, after an interrupted cycle: its states hold revisions never sent."""
-        if self._interrupted:
-            log.warning(
-                "a cycle was interrupted before its alerts were acknowledged: no state is "
-                "written and nothing acked; the partitions' records are read again"
-            )
-            return 0
-        writes = self.core.store.pending_writes()
-        if writes:
-            await self.table.write(writes)
+    async def _ack_done(self, skip_acks: frozenset[int] = frozenset()) -> None:
+        """Ack the records handled since the last flush, in order (except those of
+        ``skip_acks`` partitions); call once their states are durable."""
         ready, self._done = self._in_order(self._done)
         ack = self._ack
         for tp in ready:
@@ -350,7 +297,16 @@ class AccessProcessor:
             if ev is not None and ack is not None and tp[0] not in skip_acks:
                 await ack(ev)
         self._flushed_at = time.monotonic()
-        return len(writes)
+
+    def _refuse_flush(self) -> bool:
+        """True (and logged) after an interrupted cycle: its states hold revisions never
+        sent, so nothing is written or acked from then on."""
+        if self._interrupted:
+            log.warning(
+                "a cycle was interrupted before its alerts were acknowledged: no state is "
+                "written and nothing acked; the partitions' records are read again"
+            )
+        return self._interrupted
 
     def _in_order(
         self, done: list[tuple[int, int]]
@@ -374,13 +330,8 @@ class AccessProcessor:
             (ready if p not in floor or off < floor[p] else wait).append(tp)
         return ready, wait
 
-    async def revoke(self, partitions: Iterable[int]) -> None:
-        """Hand partitions over (call under :attr:`lock`): their state is written first, so
-        the next owner finds the records they hold already applied; their records are not
-        acked (the next owner reads them again and skips them as duplicates)."""
-        gone = frozenset(partitions)
-        self.metrics.state_writes.inc(await self._flush(skip_acks=gone))
-        self.core.revoke(gone)
+    def _forget(self, gone: frozenset[int]) -> None:
+        """Drop what is kept of partitions handed over (their records are not acked)."""
         self._held = {tp: ev for tp, ev in self._held.items() if tp[0] not in gone}
         self._done = [tp for tp in self._done if tp[0] not in gone]
         for p in gone:
@@ -409,3 +360,103 @@ class AccessProcessor:
 
     def holding(self) -> int:
         return len(self._held)
+
+
+class AccessProcessor(Intake):
+    """Scores in this process, with the worker's :class:`Core`."""
+
+    def __init__(
+        self,
+        core: Core,
+        publisher: OutboxPublisher,
+        table: StateTable,
+        consumer: Consumer,
+        metrics: WorkerMetrics,
+        topic: str,
+    ) -> None:
+        super().__init__(consumer, metrics, topic)
+        self.core = core
+        self.publisher = publisher
+        self.table = table
+
+    def caught_up(self, partition: int) -> bool:
+        self.core.store.peek_partition(partition)  # load the restored state, if any
+        return super().caught_up(partition)
+
+    def assign(self, partitions: Iterable[int]) -> None:
+        """The partitions this worker reads now."""
+        parts = set(partitions)
+        self.core.assign(parts)
+        self._assigned(parts)
+
+    def waiting(self) -> int:
+        return self.core.waiting()
+
+    async def handle(self, events: list[Any], ack: Callable[[Any], Awaitable[Any]]) -> None:
+        """One batch from the access agent (Faust events, not acknowledged yet)."""
+        self._ack = ack
+        async with self.lock:
+            inbound = self._take(events, self.core.assigned)
+            if self._rewinds:
+                await self._ask_rewinds()
+            self.core.offer(inbound)
+            await self._cycle()
+
+    async def tick(self) -> None:
+        """Run a cycle if something may have become possible (a peer day arrived, time);
+        ask again for partitions whose rewind was not answered."""
+        async with self.lock:
+            await self._ask_rewinds()
+            await self._cycle()
+
+    async def apply(self, fn: Callable[[Core], Iterable[Any] | None]) -> None:
+        """Run ``fn(core)`` (e.g. feedback) under the lock, then a cycle to write its state."""
+        async with self.lock:
+            fn(self.core)
+            await self._cycle(flush=True)
+
+    async def _cycle(self, flush: bool = False) -> None:
+        clock = time.perf_counter
+        started = clock()
+        out = self.core.drain(self.caught_up)
+        scored = clock()
+        self._interrupted = True  # until the outbox is acknowledged
+        await self.publisher.publish(out)
+        self._interrupted = False
+        published = clock()
+        self._done.extend(out.done)
+        if out.done:
+            self.last_progress = time.monotonic()
+        writes = 0
+        if flush or self._due(self.core.store.dirty()):
+            writes = await self._flush()
+        written = clock()
+        self._flow_control({p: len(q) for p, q in self.core.queues.items()})
+        self._observe_cycle(started, scored, published, written, clock())
+        self.metrics.batch_records.observe(len(out.done))
+        self.metrics.state_writes.inc(writes)
+        stats = self.core.stats
+        self._export_stats(
+            stats.duplicates, stats.peer_days, self.core.store.resets, stats.newest_event_at
+        )
+
+    async def _flush(self, skip_acks: frozenset[int] = frozenset()) -> int:
+        """Write every dirty state to the table, then ack the records handled since the
+        last flush (except those of ``skip_acks`` partitions); return the writes.
+        Nothing, after an interrupted cycle: its states hold revisions never sent."""
+        if self._refuse_flush():
+            return 0
+        writes = self.core.store.pending_writes()
+        if writes:
+            await self.table.write(writes)
+        await self._ack_done(skip_acks)
+        return len(writes)
+
+    async def revoke(self, partitions: Iterable[int]) -> None:
+        """Hand partitions over (call under :attr:`lock`): their state is written first, so
+        the next owner finds the records they hold already applied; their records are not
+        acked (the next owner reads them again and skips them as duplicates)."""
+        gone = frozenset(partitions)
+        self.metrics.state_writes.inc(await self._flush(skip_acks=gone))
+        self.core.revoke(gone)
+        self._forget(gone)

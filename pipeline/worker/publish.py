@@ -74,8 +74,90 @@ def evidence_value(alert_id: str, revision: int, staff_id: str, evidence: Sequen
     )
 
 
+class Letter(msgspec.Struct, array_like=True, frozen=True):
+    """What the log line and metrics of one dead letter need."""
+
+    topic: str
+    partition: int
+    offset: int
+    code: str
+
+
+class Sent(msgspec.Struct, array_like=True, frozen=True):
+    """What the log line and metrics of one alert revision need."""
+
+    alert_id: str
+    staff_id: str
+    revision: int
+    severity: str
+    risk_score: float
+    event_count: int
+    status: str
+    source_timestamp_ms: int
+
+
+class Encoded(msgspec.Struct, array_like=True):
+    """An Outbox as the records to produce (topic, key, value) and what to log of it.
+    Encoding is the CPU-heavy half of publishing: a scoring process
+    (:mod:`pipeline.worker.scorer`) does it and ships this; the worker sends it."""
+
+    items: list[tuple[str, bytes | None, bytes | None]]
+    letters: list[Letter]
+    alerts: list[Sent]
+    ocsf: bool
+
+
+def encode_outbox(
+    out: Outbox,
+    s: Settings,
+    ocsf: Callable[[dict[str, Any], str | None], bytes] | None = None,
+) -> Encoded:
+    """The records of ``out``: dead letters, peer days, then per alert revision the alert,
+    its OCSF finding (when ``ocsf``) and its new evidence."""
+    items: list[tuple[str, bytes | None, bytes | None]] = []
+    letters = []
+    for dl, key in out.dead_letters:
+        items.append((s.dlq_topic, key, encode(dl)))
+        letters.append(Letter(dl.topic, dl.partition, dl.offset, dl.error.code))
+    for rec in out.peer_records:
+        items.append((s.peer_days_topic, peer_days.key(rec), peer_days.encode(rec)))
+    sent = []
+    for a in out.alerts:
+        alert = a.emitted.alert
+        items.append((s.alerts_topic, a.staff_id.encode(), encode(alert)))
+        if ocsf is not None:
+            items.append(
+                (
+                    s.ocsf_topic,
+                    alert.alert_id.encode(),
+                    ocsf(msgspec.to_builtins(alert), a.emitted.verdict),
+                )
+            )
+        if a.emitted.evidence:
+            items.append(
+                (
+                    s.evidence_topic,
+                    alert.alert_id.encode(),
+                    evidence_value(alert.alert_id, alert.revision, a.staff_id, a.emitted.evidence),
+                )
+            )
+        sent.append(
+            Sent(
+                alert.alert_id,
+                alert.staff_id,
+                alert.revision,
+                alert.severity,
+                alert.risk_score,
+                alert.event_count,
+                alert.status,
+                a.source_timestamp_ms,
+            )
+        )
+    return Encoded(items, letters, sent, ocsf is not None)
+
+
 class OutboxPublisher:
-    """Sends an Outbox and waits for every acknowledgement."""
+    """Sends an Outbox (or an :class:`Encoded` one) and waits for every acknowledgement."""
 
     def __init__(
         self,
@@ -95,71 +177,46 @@ class OutboxPublisher:
             await asyncio.gather(*futures)
 
     async def publish(self, out: Outbox) -> None:
-        s = self.s
-        items: list[tuple[str, bytes | None, bytes | None]] = []
-        for dl, key in out.dead_letters:
-            items.append((s.dlq_topic, key, encode(dl)))
-        for rec in out.peer_records:
-            items.append((s.peer_days_topic, peer_days.key(rec), peer_days.encode(rec)))
+        await self.send(encode_outbox(out, self.s, self.ocsf))
+
+    async def send(self, enc: Encoded) -> None:
+        if not enc.items:
+            return
         now_ms = time.time() * 1000.0
-        for a in out.alerts:
-            alert = a.emitted.alert
-            value = encode(alert)
-            items.append((s.alerts_topic, a.staff_id.encode(), value))
-            if self.ocsf is not None:
-                items.append(
-                    (
-                        s.ocsf_topic,
-                        alert.alert_id.encode(),
-                        self.ocsf(msgspec.to_builtins(alert), a.emitted.verdict),
-                    )
-                )
-            if a.emitted.evidence:
-                items.append(
-                    (
-                        s.evidence_topic,
-                        alert.alert_id.encode(),
-                        evidence_value(
-                            alert.alert_id, alert.revision, a.staff_id, a.emitted.evidence
-                        ),
-                    )
-                )
+        for a in enc.alerts:
             if a.source_timestamp_ms > 0:
                 self.metrics.alert_latency.observe(max(0.0, now_ms - a.source_timestamp_ms) / 1e3)
-        if not items:
-            return
-        await retrying("publish", lambda: self._send_all(items), self.metrics)
-        for dl, _ in out.dead_letters:
-            self.metrics.events_dead_lettered.labels(topic=dl.topic, code=dl.error.code).inc()
+        await retrying("publish", lambda: self._send_all(enc.items), self.metrics)
+        for dl in enc.letters:
+            self.metrics.events_dead_lettered.labels(topic=dl.topic, code=dl.code).inc()
             log.warning(
                 "dead-lettered %s[%d]@%d: %s",
                 dl.topic,
                 dl.partition,
                 dl.offset,
-                dl.error.code,
+                dl.code,
                 extra={
                     "topic": dl.topic,
                     "partition": dl.partition,
                     "offset": dl.offset,
-                    "code": dl.error.code,
+                    "code": dl.code,
                 },
             )
-        for a in out.alerts:
-            alert = a.emitted.alert
+        for a in enc.alerts:
             log.info(
                 "alert %s revision %d: %s, risk %.0f, %d events (%s)",
-                alert.alert_id,
-                alert.revision,
-                alert.severity,
-                alert.risk_score,
-                alert.event_count,
-                alert.status,
-                extra={"alert_id": alert.alert_id, "staff_id": alert.staff_id},
+                a.alert_id,
+                a.revision,
+                a.severity,
+                a.risk_score,
+                a.event_count,
+                a.status,
+                extra={"alert_id": a.alert_id, "staff_id": a.staff_id},
             )
-        if out.alerts:
-            self.metrics.alerts_out.inc(len(out.alerts))
-            if self.ocsf is not None:
-                self.metrics.ocsf_out.inc(len(out.alerts))
+        if enc.alerts:
+            self.metrics.alerts_out.inc(len(enc.alerts))
+            if enc.ocsf:
+                self.metrics.ocsf_out.inc(len(enc.alerts))
 
 
 class DeadLetterSender:
