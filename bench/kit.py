@@ -151,10 +151,19 @@ def busy_cores(before: tuple[float, float], after: tuple[float, float]) -> float
 
 
 def process_cpu(pid: int) -> float:
-    """User + system CPU seconds of process ``pid`` (all its threads)."""
+    """User + system CPU seconds of process ``pid`` (all its threads) and of its live
+    children (a worker's scoring process)."""
     with open(f"/proc/{pid}/stat", encoding="ascii") as f:
         rest = f.read().rsplit(")", 1)[1].split()
-    return (int(rest[11]) + int(rest[12])) / CLOCK_TICKS
+    total = (int(rest[11]) + int(rest[12])) / CLOCK_TICKS
+    with (
+        contextlib.suppress(OSError),
+        open(f"/proc/{pid}/task/{pid}/children", encoding="ascii") as f,
+    ):
+        for child in f.read().split():
+            with contextlib.suppress(OSError):
+                total += process_cpu(int(child))
+    return total
 
 
 # -- a worker's /metrics page -----------------------------------------------------------

@@ -85,7 +85,16 @@ from simbank.evaluate.realrun import free_port
 from simbank.simulate import SimConfig, generate
 from simbank.workers import WorkerProcess
 
-MODES: Final = ("raw", "noop", "noop-eager", "split-probe", "worker", "workers2", "workers4")
+MODES: Final = (
+    "raw",
+    "noop",
+    "noop-eager",
+    "split-probe",
+    "worker",
+    "worker-split",
+    "workers2",
+    "workers4",
+)
 ROLES: Final = ("raw", "noop", "noop-eager", "split-probe")
 LABELS: Final = {
     "raw": "(a) aiokafka getmany + orjson.loads",
@@ -93,10 +102,11 @@ LABELS: Final = {
     "noop-eager": "(b') Faust no-op agent, the worker's loop",
     "split-probe": "(f) (b') + the core in a child process",
     "worker": "(c) 1 pipeline worker, all detectors",
+    "worker-split": "(c') (c) with PIPELINE_SCORING_PROCESS=true",
     "workers2": "(d) 2 pipeline workers, one group",
     "workers4": "(e) 4 pipeline workers, one group",
 }
-WORKERS: Final = {"worker": 1, "workers2": 2, "workers4": 4}
+WORKERS: Final = {"worker": 1, "worker-split": 1, "workers2": 2, "workers4": 4}
 
 
 # -- (a) and (b): run in a process of their own ----------------------------------------
@@ -431,7 +441,9 @@ async def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
                 r = await run_role(mode, args, prefix, group, n, log_dir)
             else:
                 assert db_url is not None
-                ws = base.replace(app_id=group, database_url=db_url)
+                ws = base.replace(
+                    app_id=group, database_url=db_url, scoring_process=mode == "worker-split"
+                )
                 count = WORKERS[mode]
                 r = await run_workers(count, ws, n, log_dir, args.poll, args.timeout)
             r["load_average_before"] = load
@@ -479,6 +491,8 @@ def _ratios(results: dict[str, dict[str, Any]]) -> dict[str, float]:
         ("noop-eager", "noop"),
         ("split-probe", "noop-eager"),
         ("worker", "raw"),
+        ("worker-split", "noop-eager"),
+        ("worker-split", "worker"),
         ("noop", "raw"),
         ("workers2", "worker"),
         ("workers2", "noop"),

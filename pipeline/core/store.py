@@ -130,5 +130,9 @@ class Store:
             self._parts.pop(p, None)
             self.dirty_parts.discard(p)
 
+    def has_staff(self, staff_id: str) -> bool:
+        """Whether the employee's state is in memory (read from the backing already)."""
+        return staff_id in self._staff
+
     def cached_staff(self) -> int:
         return len(self._staff)

@@ -29,6 +29,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from prometheus_client.exposition import generate_latest
 from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.metrics_core import Metric
+from prometheus_client.samples import Sample
 
 log = logging.getLogger(__name__)
 
@@ -313,9 +314,14 @@ class WorkerMetrics:
         return [(topic, int(partition)) for topic, partition in removed]
 
     # -- exposition --------------------------------------------------------
-    def render(self) -> bytes:
-        """The metrics page, in the text format of :data:`CONTENT_TYPE`."""
-        return generate_latest(_WithoutCreated(self.registry))
+    def render(self, extra: Sequence[tuple[str, str, list[Any]]] = ()) -> bytes:
+        """The metrics page, in the text format of :data:`CONTENT_TYPE`. ``extra``: the
+        families of another process's :class:`WorkerMetrics` (the scoring process's,
+        ``(name, type, [(sample, labels, value)])``), whose counter and histogram
+        samples are added to this one's (gauges are this process's own)."""
+        if not extra:
+            return generate_latest(_WithoutCreated(self.registry))
+        return generate_latest(_Merged(_WithoutCreated(self.registry), extra))
 
     @property
     def content_type(self) -> str:
@@ -371,6 +377,38 @@ class _WithoutCreated:
             if family.type in {"counter", "histogram", "summary", "gaugehistogram"}:
                 family.samples = [s for s in family.samples if not s.name.endswith("_created")]
             yield family
+
+
+class _Merged:
+    """Families of this process with another's counter and histogram samples added."""
+
+    SUMMED = frozenset({"counter", "histogram"})
+
+    def __init__(self, own: _WithoutCreated, extra: Sequence[tuple[str, str, list[Any]]]) -> None:
+        self.own = own
+        self.extra = {name: samples for name, kind, samples in extra if kind in self.SUMMED}
+
+    def collect(self) -> Iterable[Metric]:
+        for family in self.own.collect():
+            theirs = self.extra.get(family.name)
+            if theirs:
+                family.samples = _summed(family.samples, theirs)
+            yield family
+
+
+def _summed(mine: Sequence[Any], theirs: Sequence[Any]) -> list[Any]:
+    def key(name: str, labels: dict[str, str]) -> tuple[str, tuple[tuple[str, str], ...]]:
+        return name, tuple(sorted(labels.items()))
+
+    out = {key(s.name, s.labels): s for s in mine}
+    for name, labels, value in theirs:
+        k = key(name, labels)
+        s = out.get(k)
+        if s is None:
+            out[k] = Sample(name, dict(labels), value, None, None)
+        else:
+            out[k] = s._replace(value=s.value + value)
+    return list(out.values())
 
 
 def build_labels() -> dict[str, str]:

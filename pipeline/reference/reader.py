@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager, nullcontext
 
 from pipeline.broker.tail import Positions, Tail
 from pipeline.contract.decode import (
@@ -73,7 +74,11 @@ def reference_reader(
     dead_letter_fn: DeadLetterFn,
     counted: CountFn,
     on_error: Callable[[], None] | None = None,
+    lock: AbstractContextManager[object] | None = None,
 ) -> Tail:
+    """A tail of the three reference topics into ``state``; each record is applied under
+    ``lock`` when given (the core reads the state from another thread)."""
+    guard = lock if lock is not None else nullcontext()
     kinds = {
         settings.staff_topic: "staff",
         settings.assignments_topic: "assignment",
@@ -85,7 +90,8 @@ def reference_reader(
     ) -> None:
         kind = kinds[topic]
         try:
-            apply_reference_record(state, kind, key, value)
+            with guard:
+                apply_reference_record(state, kind, key, value)
         except DecodeError as err:
             await dead_letter_fn(
                 dead_letter(value, key, topic, partition, offset, err, time.time()), key

@@ -166,6 +166,7 @@ def register(
         producer or FaustProducer(app),
         backing if backing is not None else TableBacking(table, app),
         consumer,
+        fatal=_exit,
     )
 
     def topic(name: str) -> Any:
@@ -203,11 +204,11 @@ def register(
     # (a worker whose reference data stopped moving must not go on answering 200).
     @app.task  # type: ignore[untyped-decorator]
     async def reference() -> None:
-        await rt.guard("reference", rt.reference_tail.run(), _exit, batch=False)
+        await rt.guard("reference", rt.run_reference(), _exit, batch=False)
 
     @app.task  # type: ignore[untyped-decorator]
     async def peers() -> None:
-        await rt.guard("peers", rt.peer_tail.run(), _exit, batch=False)
+        await rt.guard("peers", rt.run_peers(), _exit, batch=False)
 
     @app.timer(TICK_S)  # type: ignore[untyped-decorator]
     async def tick() -> None:
@@ -248,8 +249,8 @@ def register(
     @app.page("/health")
     async def health(web: Any, request: Any) -> Any:
         status, body = rt.health.report()
-        body["reference"] = rt.reference.counts()
-        body["waiting"] = rt.core.waiting()
+        body["reference"] = rt.reference_counts()
+        body["waiting"] = rt.access.waiting()
         return web.json(body, status=status)
 
     @app.page("/live")
@@ -268,6 +269,6 @@ def register(
         rt.metrics.reference_ready.set(1.0 if rt.reference_tail.ready.is_set() else 0.0)
         # aiohttp takes the charset apart from the media type.
         media_type = rt.metrics.content_type.split(";")[0].strip()
-        return web.bytes(rt.metrics.render(), content_type=f"{media_type}; version=0.0.4")
+        return web.bytes(await rt.render_metrics(), content_type=f"{media_type}; version=0.0.4")
 
     return rt

@@ -25,9 +25,7 @@ from pipeline.core.engine import Core
 from pipeline.core.offline import core_config
 from pipeline.core.store import Store
 from pipeline.observability.metrics import WorkerMetrics
-from pipeline.peers import days as peer_days
 from pipeline.peers.book import PeerBook
-from pipeline.reference.reader import reference_reader
 from pipeline.reference.state import ReferenceState
 from pipeline.settings import Settings
 from pipeline.sinks.base import EvidenceRow
@@ -35,6 +33,13 @@ from pipeline.worker.access import AccessProcessor, Consumer, StateTable
 from pipeline.worker.feedback import FeedbackService, decode_staff_verdict, learn
 from pipeline.worker.health import Health
 from pipeline.worker.publish import DeadLetterSender, OutboxPublisher, Producer
+from pipeline.worker.readers import reader_tails
+from pipeline.worker.scorer_link import (
+    RemoteAccessProcessor,
+    RemoteStatus,
+    ScorerExited,
+    ScorerLink,
+)
 from pipeline.worker.store import AlertStore
 
 log = logging.getLogger(__name__)
@@ -54,27 +59,54 @@ class Runtime:
         consumer: Consumer,
         metrics: WorkerMetrics | None = None,
         ocsf: Callable[[dict[str, Any], str | None], bytes] | None = finding_bytes,
+        fatal: Callable[[], None] | None = None,
     ) -> None:
+        """``fatal``: called when the scoring process fails (the worker stops)."""
         s = settings
         self.settings = s
         self.metrics = metrics or WorkerMetrics()
         self.health = Health()
         self._heap_frozen = False
-        self.reference = ReferenceState()
-        self.book = PeerBook(s.partitions)
         self.pseudonymizer = Pseudonymizer(s.pseudonym_key, raw=s.raw_customer_ids)
         self.dead_letters = DeadLetterSender(producer, s, self.metrics)
-        self.core = Core(
-            self.reference,
-            core_config(s),
-            Store(table, s.partitions),
-            self.book,
-            self.pseudonymizer,
-        )
         self.publisher = OutboxPublisher(producer, s, self.metrics, ocsf)
-        self.access = AccessProcessor(
-            self.core, self.publisher, table, consumer, self.metrics, s.access_topic
-        )
+        self.fatal = fatal
+        self.access: AccessProcessor | RemoteAccessProcessor
+        self.reference_tail: Tail | RemoteStatus.View
+        self.peer_tail: Tail | RemoteStatus.View
+        self.remote: RemoteStatus | None = None
+        if s.scoring_process:
+            # The core, the reference data and the peer statistics live in the scoring
+            # process (pipeline.worker.scorer); this one keeps Faust's side.
+            link = ScorerLink(s, table)
+            self.remote = RemoteStatus(link)
+            self.access = RemoteAccessProcessor(
+                link,
+                self.publisher,
+                table,
+                consumer,
+                self.metrics,
+                s.access_topic,
+                s.partitions,
+                self._scorer_failed,
+            )
+            self.reference_tail, self.peer_tail = self.remote.reference, self.remote.peers
+        else:
+            self.reference = ReferenceState()
+            self.book = PeerBook(s.partitions)
+            self.core = Core(
+                self.reference,
+                core_config(s),
+                Store(table, s.partitions),
+                self.book,
+                self.pseudonymizer,
+            )
+            self.access = AccessProcessor(
+                self.core, self.publisher, table, consumer, self.metrics, s.access_topic
+            )
+            self.reference_tail, self.peer_tail = reader_tails(
+                s, self.reference, self.book, self.dead_letters, self.metrics
+            )
         self.store = AlertStore(s, self.metrics, self.dead_letters)
         self.feedback = FeedbackService(
             self.store,
@@ -85,33 +117,37 @@ class Runtime:
             ocsf,
             s.ocsf_topic,
         )
-        self.reference_tail = reference_reader(
-            s,
-            self.reference,
-            self.dead_letters,
-            lambda kind: self.metrics.reference_records.labels(kind=kind).inc(),
-            on_error=lambda: self.metrics.batches_dropped.labels(agent="reference").inc(),
-        )
-        self.peer_tail = Tail(
-            s,
-            [s.peer_days_topic],
-            self._apply_peer_record,
-            "peer statistics",
-            on_error=lambda: self.metrics.batches_dropped.labels(agent="peers").inc(),
-        )
 
-    async def _apply_peer_record(
-        self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None
-    ) -> None:
-        if value is None:
-            return  # a compaction tombstone: nothing to apply
-        try:
-            rec = peer_days.decode(value)
-        except Exception as exc:  # msgspec errors: an unreadable internal record
-            log.error("peer statistics %s[%d]@%d unreadable: %s", topic, partition, offset, exc)
-            self.metrics.state_resets.labels(kind="peer_day", reason="corrupt").inc()
-            return
-        self.book.add(rec)
+    def _scorer_failed(self, exc: BaseException) -> None:
+        self.metrics.agent_up.labels(agent="score-access").set(0)
+        self.health.failed("score-access")
+        log.critical("the scoring process failed (%s); stopping the worker", exc)
+        if self.fatal is not None:
+            self.fatal()
+
+    async def run_reference(self) -> None:
+        """The reference reader's loop (with a scoring process: the child's life)."""
+        if self.remote is not None:
+            await self.remote.run()
+        else:
+            assert isinstance(self.reference_tail, Tail)
+            await self.reference_tail.run()
+
+    async def run_peers(self) -> None:
+        if self.remote is not None:
+            await self.remote.link.closed.wait()
+            raise ScorerExited(str(self.remote.link.failure))
+        assert isinstance(self.peer_tail, Tail)
+        await self.peer_tail.run()
+
+    def reference_counts(self) -> dict[str, int]:
+        return self.remote.counts if self.remote is not None else self.reference.counts()
+
+    async def render_metrics(self) -> bytes:
+        """The metrics page: with a scoring process, its counters added to this one's."""
+        if self.remote is None:
+            return self.metrics.render()
+        return self.metrics.render(extra=await self.remote.metrics())
 
     def freeze_loaded_heap(self) -> bool:
         """Once the reference data and peer statistics are loaded, move every object then
@@ -209,8 +245,16 @@ class Runtime:
                     dead_letter(m.value, m.key, m.topic, m.partition, m.offset, err, time.time()),
                     m.key,
                 )
-        if verdicts:
-            await self.access.apply(lambda core: learn(verdicts, core.apply_feedback, self.metrics))
+        access = self.access
+        if verdicts and isinstance(access, RemoteAccessProcessor):
+            applied = iter(
+                await access.learn(
+                    [(v.staff_id, p, v.alert_id, v.verdict, list(v.codes)) for v, p in verdicts]
+                )
+            )
+            learn(verdicts, lambda *_: next(applied), self.metrics)
+        elif verdicts and isinstance(access, AccessProcessor):
+            await access.apply(lambda core: learn(verdicts, core.apply_feedback, self.metrics))
         for e in events:
             await ack(e)
 
