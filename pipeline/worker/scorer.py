@@ -28,13 +28,13 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from typing import IO, Any, Final
+from typing import IO, Any, Final, Protocol
 
 import msgspec
 
 from pipeline.alerts.ids import Pseudonymizer
 from pipeline.broker import clients
-from pipeline.core.engine import Core, Inbound
+from pipeline.core.engine import Core
 from pipeline.core.offline import core_config
 from pipeline.core.store import Store
 from pipeline.observability.logging import configure_logging
@@ -110,7 +110,7 @@ class Scorer:
         core = self.core
         if isinstance(req, wire.Batch):
             self._ship(req.states)
-            core.offer([Inbound(*r) for r in req.records])
+            core.offer(req.records)
             caught = frozenset(req.caught_up)
             out = core.drain(caught.__contains__)
             writes = self.store.pending_writes() if req.flush else None
@@ -249,13 +249,31 @@ class Pipe:
             self.queued.append(msg)
 
 
-def serve(settings: Settings, pipe: Pipe) -> int:
+class ReaderStatus(Protocol):
+    """What :func:`serve` reports of the readers (:class:`Readers`)."""
+
+    reference_ready: threading.Event
+    peers_ready: threading.Event
+    polled_at: tuple[float, float]
+    metrics: WorkerMetrics
+
+
+StartReaders = Callable[[Settings, ReferenceState, PeerBook, threading.Lock], ReaderStatus]
+
+
+def start_readers(
+    settings: Settings, reference: ReferenceState, book: PeerBook, lock: threading.Lock
+) -> ReaderStatus:
+    readers = Readers(settings, reference, book, WorkerMetrics(), lock)
+    readers.start()
+    return readers
+
+
+def serve(settings: Settings, pipe: Pipe, readers: StartReaders = start_readers) -> int:
     """Answer requests until the worker goes away or says stop."""
     lock = threading.Lock()
     reference, book = ReferenceState(), PeerBook(settings.partitions)
-    metrics = WorkerMetrics()
-    readers = Readers(settings, reference, book, metrics, lock)
-    readers.start()
+    status = readers(settings, reference, book, lock)
     scorer = Scorer(settings, reference, book, pipe.ask)
     frozen = False
     cpu0 = time.process_time()
@@ -264,20 +282,20 @@ def serve(settings: Settings, pipe: Pipe) -> int:
             pipe.send(wire.Stopped(time.process_time() - cpu0))
             return 0
         if isinstance(req, wire.Status):
-            ready = readers.reference_ready.is_set() and readers.peers_ready.is_set()
+            ready = status.reference_ready.is_set() and status.peers_ready.is_set()
             if ready and not frozen:  # see Runtime.freeze_loaded_heap
                 frozen = True
                 gc.collect()
                 gc.freeze()
             pipe.send(
                 wire.State(
-                    readers.reference_ready.is_set(),
-                    readers.peers_ready.is_set(),
-                    readers.polled_at[0],
-                    readers.polled_at[1],
+                    status.reference_ready.is_set(),
+                    status.peers_ready.is_set(),
+                    status.polled_at[0],
+                    status.polled_at[1],
                     reference.counts(),
                     scorer.core.waiting(),
-                    families(metrics) if req.metrics else None,
+                    families(status.metrics) if req.metrics else None,
                 )
             )
             continue
@@ -295,7 +313,7 @@ def families(metrics: WorkerMetrics) -> list[wire.Family]:
     ]
 
 
-def main() -> int:
+def main(readers: StartReaders = start_readers) -> int:
     # The binary stdout is the worker's; anything else printed goes to stderr.
     out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
@@ -307,7 +325,7 @@ def main() -> int:
     settings = Settings.model_validate_json(first.settings)
     configure_logging(settings.log_level, settings.log_format)
     quiet_payload_loggers()
-    return serve(settings, pipe)
+    return serve(settings, pipe, readers)
 
 
 if __name__ == "__main__":

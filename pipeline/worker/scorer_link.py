@@ -21,6 +21,7 @@ from then on, and the next owner replays those records.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
 import sys
 import time
@@ -28,6 +29,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, Final
 
+from pipeline.core.engine import Inbound
 from pipeline.observability.metrics import WorkerMetrics
 from pipeline.settings import Settings
 from pipeline.worker import scorer_wire as wire
@@ -36,8 +38,9 @@ from pipeline.worker.publish import OutboxPublisher
 
 log = logging.getLogger(__name__)
 
-DEPTH: Final = 2  # batches in the child at once (bench/README.md, "Scoring in a second process")
+DEPTH: Final = 4  # batches in the child at once (bench/README.md, "Scoring in a second process")
 STATUS_EVERY_S: Final = 0.25
+PIPE_BYTES: Final = 1 << 20
 REVOKE_WAIT_S: Final = 30.0  # replies still in flight at a revoke are waited for this long
 
 
@@ -70,7 +73,9 @@ class ScorerLink:
             limit=wire.MAX_FRAME,
         )
         log.info("scoring process started (pid %d)", self.proc.pid)
-        assert self.proc.stdin is not None
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        for stream in (self.proc.stdin, self.proc.stdout):
+            _widen(stream)
         self.proc.stdin.write(wire.frame(wire.Start(self.settings.model_dump_json().encode())))
         self._reader = asyncio.create_task(self._read(), name="scorer-link")
 
@@ -162,6 +167,19 @@ class ScorerLink:
             except TimeoutError:
                 self.proc.kill()
                 await self.proc.wait()
+
+
+def _widen(stream: Any) -> None:
+    """Give a pipe to the child ``PIPE_BYTES`` of buffer (Linux; 64 KiB by default, less
+    than one batch): fewer turns of both loops per batch."""
+    transport = getattr(stream, "transport", None) or getattr(stream, "_transport", None)
+    pipe = transport.get_extra_info("pipe") if transport is not None else None
+    if pipe is None or not hasattr(fcntl, "F_SETPIPE_SZ"):
+        return
+    try:
+        fcntl.fcntl(pipe.fileno(), fcntl.F_SETPIPE_SZ, PIPE_BYTES)
+    except OSError as exc:  # above /proc/sys/fs/pipe-max-size: the default stays
+        log.debug("pipe buffer not widened: %s", exc)
 
 
 class RemoteStatus:
@@ -259,15 +277,16 @@ class RemoteAccessProcessor(Intake):
             if self._rewinds:
                 await self._ask_rewinds()
             await self._slots.acquire()
+            # Not waiting for the pipe to take it (a batch is larger than a pipe's buffer,
+            # so that would wait for the child to finish the batch before): the slots
+            # bound what is buffered.
             self._send_batch(inbound)
-            await self.link.drain()
 
     async def tick(self) -> None:
         async with self.lock:
             await self._ask_rewinds()
             await self._slots.acquire()
             self._send_batch([])
-            await self.link.drain()
 
     async def learn(self, verdicts: Sequence[wire.Verdict]) -> list[bool]:
         """Apply analysts' verdicts in the child, then a cycle that writes their states."""
@@ -321,18 +340,17 @@ class RemoteAccessProcessor(Intake):
                 out.append((sid, p, self.table.get(sid)))
         return out
 
-    def _send_batch(self, inbound: list[Any], flush: bool = False) -> None:
+    def _send_batch(self, inbound: list[Inbound], flush: bool = False) -> None:
         keys = []
-        for r in inbound:
-            if r.key is not None:
+        for key, p in {(r.key, r.partition) for r in inbound}:
+            if key is not None:
                 try:
-                    keys.append((r.key.decode(), r.partition))
+                    keys.append((key.decode(), p))
                 except UnicodeDecodeError:
                     continue  # a key_mismatch dead letter: no state is read for it
-        records: list[wire.Record] = [tuple(r) for r in inbound]
         self._send(
             wire.Batch(
-                records,
+                inbound,
                 self._states(keys),
                 [p for p in sorted(self.assigned) if self.caught_up(p)],
                 flush or self._due(True),

@@ -19,12 +19,12 @@ from typing import Final
 
 import msgspec
 
+from pipeline.core.engine import Inbound
 from pipeline.worker.publish import Encoded
 
 HEADER: Final = struct.Struct("!I")
 MAX_FRAME: Final = 1 << 30  # a frame announcing more is a broken stream, not a message
 
-Record = tuple[int, int, bytes | None, bytes | None, int]  # partition, offset, key, value, ts ms
 Shipped = tuple[str, int, bytes | None]  # state key, partition, table value (None: no state)
 Verdict = tuple[str, int, str, str, list[str]]  # staff_id, partition, alert_id, verdict, codes
 
@@ -40,7 +40,7 @@ class Batch(msgspec.Struct, tag="batch", array_like=True):
     """Offer ``records`` (none: a tick), drain, and return the effects; with ``flush``,
     the encoded dirty states too. ``caught_up``: partitions with nothing more to fetch."""
 
-    records: list[Record]
+    records: list[Inbound]
     states: list[Shipped]
     caught_up: list[int]
     flush: bool
