@@ -89,6 +89,7 @@ class Scorer:
         reference: ReferenceState,
         book: PeerBook,
         ask: Callable[[str], bytes | None],
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
         self.backing = ShippedBacking(ask)
@@ -99,6 +100,7 @@ class Scorer:
             self.store,
             book,
             Pseudonymizer(settings.pseudonym_key, raw=settings.raw_customer_ids),
+            clock=clock,
         )
 
     def _ship(self, states: list[wire.Shipped]) -> None:

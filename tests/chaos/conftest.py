@@ -65,9 +65,9 @@ class Workers:
         self.all: list[WorkerProcess] = []
         self.ports: dict[str, int] = {}
 
-    def start(self, name: str) -> WorkerProcess:
+    def start(self, name: str, **changes: Any) -> WorkerProcess:
         port = self.ports.setdefault(name, free_port())
-        s = self.settings.replace(instance_id=f"{self.settings.app_id}-{name}")
+        s = self.settings.replace(instance_id=f"{self.settings.app_id}-{name}", **changes)
         w = WorkerProcess(s, self.logs / f"{name}-{len(self.all)}.log", port)
         self.live[name] = w
         self.all.append(w)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import random
 import signal
 import time
@@ -77,6 +78,48 @@ async def test_repeated_kill_9_under_load(topics: Settings, workers: Workers) ->
     await publishing
     check(await settle(s, want), want)
     assert all(t < 60 for t in restarts), restarts
+
+
+def children(pid: int) -> list[int]:
+    with open(f"/proc/{pid}/task/{pid}/children", encoding="ascii") as f:
+        return [int(c) for c in f.read().split()]
+
+
+def alive(pid: int) -> bool:
+    """Running (a zombie, dead but not yet reaped by its new parent, is not)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+async def test_kill_9_of_the_scoring_process_and_of_its_worker(
+    topics: Settings, workers: Workers
+) -> None:
+    """With ``PIPELINE_SCORING_PROCESS=true``: the scoring process killed twice under load
+    stops its worker each time (exit 70, restarted like any crash), the worker killed
+    takes its scoring process with it, and the alerts are still the core's."""
+    s = topics
+    bank = small_bank(seed=14, staff=40, days=7)
+    want = expected_alerts(bank, s)
+    await publish_reference(s, bank)
+    await asyncio.to_thread(workers.start("w", scoring_process=True).wait_healthy)
+    publishing = asyncio.create_task(publish_accesses(s, bank.accesses, rate=RATE))
+    for _ in range(2):
+        await asyncio.sleep(2.5)
+        w = workers.live.pop("w")
+        (scorer,) = children(w.proc.pid)
+        os.kill(scorer, signal.SIGKILL)
+        assert await asyncio.to_thread(w.proc.wait, 60) == 70, "the worker stops by itself"
+        await asyncio.to_thread(workers.start("w", scoring_process=True).wait_healthy)
+    await asyncio.sleep(2.5)
+    (scorer,) = children(workers.live["w"].proc.pid)
+    workers.kill("w", signal.SIGKILL)
+    await wait_until(lambda: not alive(scorer), 30)
+    await asyncio.to_thread(workers.start("w", scoring_process=True).wait_healthy)
+    await publishing
+    check(await settle(s, want), want)
 
 
 async def test_one_two_one_workers_mid_stream(topics: Settings, workers: Workers) -> None:
