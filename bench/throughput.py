@@ -20,8 +20,12 @@ the whole topic from the beginning in a consumer group of its own:
     released;
 (b') ``noop-eager``: the same agent with the worker's fetch loop;
 (c) ``worker``: one real ``pipeline worker`` process (``simbank.workers.
-    WorkerProcess``): every detector on, reference data loaded before it
-    scores, alerts to the alert topic and to Postgres (a schema of this run);
+    WorkerProcess``) with its default settings, so scoring in its child
+    process (``PIPELINE_SCORING_PROCESS``): every detector on, reference data
+    loaded before it scores, alerts to the alert topic and to Postgres (a
+    schema of this run); its CPU seconds are both processes';
+(c') ``worker-inprocess``: the same with ``PIPELINE_SCORING_PROCESS=false``
+    (one process: Faust and the core on one event loop);
 (d) ``workers2``: two such processes in one consumer group (``--modes``);
 (e) ``workers4``: four (on 4 partitions, one each; on a 2-core machine they
     share the cores, so this measures the group's overhead, not its scaling);
@@ -91,7 +95,7 @@ MODES: Final = (
     "noop-eager",
     "split-probe",
     "worker",
-    "worker-split",
+    "worker-inprocess",
     "workers2",
     "workers4",
 )
@@ -102,11 +106,11 @@ LABELS: Final = {
     "noop-eager": "(b') Faust no-op agent, the worker's loop",
     "split-probe": "(f) (b') + the core in a child process",
     "worker": "(c) 1 pipeline worker, all detectors",
-    "worker-split": "(c') (c) with PIPELINE_SCORING_PROCESS=true",
+    "worker-inprocess": "(c') (c) with PIPELINE_SCORING_PROCESS=false",
     "workers2": "(d) 2 pipeline workers, one group",
     "workers4": "(e) 4 pipeline workers, one group",
 }
-WORKERS: Final = {"worker": 1, "worker-split": 1, "workers2": 2, "workers4": 4}
+WORKERS: Final = {"worker": 1, "worker-inprocess": 1, "workers2": 2, "workers4": 4}
 
 
 # -- (a) and (b): run in a process of their own ----------------------------------------
@@ -441,9 +445,9 @@ async def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
                 r = await run_role(mode, args, prefix, group, n, log_dir)
             else:
                 assert db_url is not None
-                ws = base.replace(
-                    app_id=group, database_url=db_url, scoring_process=mode == "worker-split"
-                )
+                ws = base.replace(app_id=group, database_url=db_url)
+                if mode == "worker-inprocess":
+                    ws = ws.replace(scoring_process=False)
                 count = WORKERS[mode]
                 r = await run_workers(count, ws, n, log_dir, args.poll, args.timeout)
             r["load_average_before"] = load
@@ -491,8 +495,8 @@ def _ratios(results: dict[str, dict[str, Any]]) -> dict[str, float]:
         ("noop-eager", "noop"),
         ("split-probe", "noop-eager"),
         ("worker", "raw"),
-        ("worker-split", "noop-eager"),
-        ("worker-split", "worker"),
+        ("worker-inprocess", "noop-eager"),
+        ("worker", "worker-inprocess"),
         ("noop", "raw"),
         ("workers2", "worker"),
         ("workers2", "noop"),

@@ -121,7 +121,7 @@ class Settings(BaseSettings):
     """Keep a snapshot of the reference data in the data directory, written once loaded and
     again after this many more reference records: a restarted worker loads it and reads only
     what came after (0: none; every start reads the reference topics from the beginning)."""
-    scoring_process: bool = False
+    scoring_process: bool = True
     """Score in a child process of the worker (the core, the reference data and the peer
     statistics live there; Faust's consuming, publishing and acks here): one worker then
     uses two cores. See docs/operations.md, "A scoring process"."""

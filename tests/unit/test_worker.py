@@ -79,7 +79,9 @@ class FlakySink(MemorySink):
 
 @pytest.fixture
 def settings() -> Settings:
-    return Settings(dev_mode=True, partitions=1, topic_prefix="tw.", app_id="tw")
+    return Settings(
+        dev_mode=True, partitions=1, topic_prefix="tw.", app_id="tw", scoring_process=False
+    )
 
 
 @pytest.fixture(autouse=True)
@@ -657,7 +659,9 @@ async def test_a_dead_letter_behind_a_held_record_is_acked_only_after_it() -> No
     # Partition 0's access waits at the day barrier for partition 1's previous day; the
     # malformed record after it is dead-lettered at once. Acking it first would let
     # Faust commit over the held record (faust-streaming/faust#606): lost on a crash.
-    settings = Settings(dev_mode=True, partitions=2, topic_prefix="tw.", app_id="tw")
+    settings = Settings(
+        dev_mode=True, partitions=2, topic_prefix="tw.", app_id="tw", scoring_process=False
+    )
     producer = FakeProducer()
     _app, rt = worker(settings, MemorySink(), producer)
     proc = rt.access
@@ -691,7 +695,9 @@ async def test_a_dead_letter_behind_a_held_record_is_acked_only_after_it() -> No
 async def test_records_of_a_partition_handed_over_meanwhile_are_left_to_its_owner() -> None:
     # A batch can hold records taken from the stream before a rebalance: applied here,
     # their employee's state would be written over the one the new owner builds.
-    settings = Settings(dev_mode=True, partitions=2, topic_prefix="tw.", app_id="tw")
+    settings = Settings(
+        dev_mode=True, partitions=2, topic_prefix="tw.", app_id="tw", scoring_process=False
+    )
     _app, rt = worker(settings, MemorySink(), FakeProducer())
     proc = rt.access
     proc.consumer = StillFetching()
@@ -710,3 +716,35 @@ async def test_records_of_a_partition_handed_over_meanwhile_are_left_to_its_owne
     assert (1, 0) not in acked, "partition 1's record is not acked: its owner reads it"
     assert proc.holding() == 1, "partition 0's record is held (at the day barrier)"
     assert all(not k.startswith("S2") for k in proc.table.writes), "no state of S2 written"
+
+
+async def test_records_left_out_of_a_partition_given_back_are_read_again() -> None:
+    # Between a revoke and the next assign, the stream hands over records of a partition
+    # that turns out to be this worker's again: left out then, they are read again (the
+    # last records of a partition would otherwise wait for a later record to show the gap).
+    settings = Settings(
+        dev_mode=True, partitions=2, topic_prefix="tw.", app_id="tw", scoring_process=False
+    )
+    _app, rt = worker(settings, MemorySink(), FakeProducer())
+    proc = rt.access
+    proc.consumer = consumer = Resumed(committed=3, high=9)
+    proc.assign({0})
+
+    async def ack(ev: Event) -> None: ...
+
+    def records() -> list[Event]:
+        return [
+            Event(Message(1, off, b"S2", orjson.dumps(access(off, staff_id="S2"))))
+            for off in (5, 6)
+        ]
+
+    await proc.handle(records(), ack)
+    proc.assign({0})  # partition 1 went to another worker: left to it, not read again
+    await proc.tick()
+    await proc.handle(records(), ack)
+    assert rt.core.stats.events == 0 and consumer.rewinds == []
+    proc.assign({0, 1})  # ... and then came back here
+    await proc.tick()
+    assert consumer.rewinds == [(1, 5)], "partition 1 is read again from the first left out"
+    await proc.handle(records(), ack)
+    assert rt.core.stats.events == 2, "the records read again are scored"
