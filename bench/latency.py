@@ -402,7 +402,12 @@ async def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
 
     base = kit.base_settings(args.bootstrap, topic_prefix=prefix, partitions=args.partitions)
     db_url = await kit.create_schema(args.database_url, schema)
-    s = base.replace(app_id=f"{run}-worker", database_url=db_url, data_dir=log_dir / "data")
+    s = base.replace(
+        app_id=f"{run}-worker",
+        database_url=db_url,
+        data_dir=log_dir / "data",
+        scoring_process=not args.in_process,
+    )
     worker: WorkerProcess | None = None
     tasks: list[asyncio.Task[None]] = []
     try:
@@ -519,6 +524,7 @@ async def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
         },
         "setup": {
             "partitions": args.partitions,
+            "scoring_process": not args.in_process,
             "simulation": {"seed": args.seed, "staff": args.staff, "days": args.days},
             "warmup_events": len(warmup),
             "worker_seconds_to_healthy": healthy[0],
@@ -651,6 +657,9 @@ def main() -> int:
     )
     ap.add_argument("--pg-poll", type=float, default=0.02, help="seconds between polls of Postgres")
     ap.add_argument("--timeout", type=float, default=300.0)
+    ap.add_argument(
+        "--in-process", action="store_true", help="PIPELINE_SCORING_PROCESS=false for the worker"
+    )
     ap.add_argument("--keep", action="store_true", help="keep the topics and the schema")
     ap.add_argument("--out", type=Path, default=kit.RESULTS / "latency.json")
     args = ap.parse_args()
