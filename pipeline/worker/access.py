@@ -266,6 +266,16 @@ class Intake:
         if newest_event_at:
             m.processing_lag.set(max(0.0, time.time() - newest_event_at))
 
+    async def _publish(self, sending: Awaitable[None], done: Sequence[tuple[int, int]]) -> None:
+        """Await ``sending`` (a cycle's outbox to the broker), then count ``done`` as
+        handled; a cancel meanwhile leaves the processor interrupted (module docstring)."""
+        self._interrupted = True  # until the outbox is acknowledged
+        await sending
+        self._interrupted = False
+        self._done.extend(done)
+        if done:
+            self.last_progress = time.monotonic()
+
     def _observe_cycle(
         self, started: float, scored: float, published: float, written: float, done: float
     ) -> None:
@@ -436,13 +446,8 @@ class AccessProcessor(Intake):
         started = clock()
         out = self.core.drain(self.caught_up)
         scored = clock()
-        self._interrupted = True  # until the outbox is acknowledged
-        await self.publisher.publish(out)
-        self._interrupted = False
+        await self._publish(self.publisher.publish(out), out.done)
         published = clock()
-        self._done.extend(out.done)
-        if out.done:
-            self.last_progress = time.monotonic()
         writes = 0
         if flush or self._due(self.core.store.dirty()):
             writes = await self._flush()

@@ -402,13 +402,8 @@ class RemoteAccessProcessor(Intake):
     async def _cycle(self, reply: wire.Cycle, sent: float) -> None:
         clock = time.perf_counter
         scored = clock()
-        self._interrupted = True  # until the outbox is acknowledged
-        await self.publisher.send(reply.outbox)
-        self._interrupted = False
+        await self._publish(self.publisher.send(reply.outbox), reply.done)
         published = clock()
-        self._done.extend(reply.done)
-        if reply.done:
-            self.last_progress = time.monotonic()
         writes = 0
         if reply.writes is not None and not self._refuse_flush():
             if reply.writes:
