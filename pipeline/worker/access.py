@@ -104,7 +104,7 @@ class Intake:
         self._assigned_at: dict[int, float] = {}  # p -> since when it can be read here
         self._left_out: dict[int, int] = {}  # p -> first offset taken while not assigned
         self._flushed_at = time.monotonic()
-        self._interrupted = False  # a cycle stopped between drain and publish (see above)
+        self._interrupted = False  # a cycle stopped between drain and publish: for good
         self.last_progress = time.monotonic()
         self._exported = {"duplicates": 0, "peer_days": 0}
         self._resets_exported: dict[tuple[str, str], int] = {}
@@ -131,7 +131,7 @@ class Intake:
         # show the gap (CI: the last records of a bank never scored after a 2 -> 1).
         for p, off in self._left_out.items():
             if p in partitions and p not in self._rewinds:
-                start = max(off, self.consumer.committed(p))
+                start = min(off, self.consumer.committed(p))
                 log.info(
                     "partition %d: records from %d were left out; reading them again", p, start
                 )
@@ -269,9 +269,11 @@ class Intake:
     async def _publish(self, sending: Awaitable[None], done: Sequence[tuple[int, int]]) -> None:
         """Await ``sending`` (a cycle's outbox to the broker), then count ``done`` as
         handled; a cancel meanwhile leaves the processor interrupted (module docstring)."""
-        self._interrupted = True  # until the outbox is acknowledged
-        await sending
-        self._interrupted = False
+        try:
+            await sending
+        except BaseException:
+            self._interrupted = True  # for good: the core is ahead of what was sent
+            raise
         self._done.extend(done)
         if done:
             self.last_progress = time.monotonic()
@@ -435,11 +437,13 @@ class AccessProcessor(Intake):
             await self._ask_rewinds()
             await self._cycle()
 
-    async def apply(self, fn: Callable[[Core], Iterable[Any] | None]) -> None:
-        """Run ``fn(core)`` (e.g. feedback) under the lock, then a cycle to write its state."""
+    async def apply(self, fn: Callable[[Core], Iterable[Any] | None]) -> bool:
+        """Run ``fn(core)`` (e.g. feedback) under the lock, then a cycle to write its state;
+        False when the state could not be written (after an interrupted cycle)."""
         async with self.lock:
             fn(self.core)
             await self._cycle(flush=True)
+            return not self._interrupted
 
     async def _cycle(self, flush: bool = False) -> None:
         clock = time.perf_counter

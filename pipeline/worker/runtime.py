@@ -246,15 +246,24 @@ class Runtime:
                     m.key,
                 )
         access = self.access
+        written = True
         if verdicts and isinstance(access, RemoteAccessProcessor):
-            applied = iter(
-                await access.learn(
-                    [(v.staff_id, p, v.alert_id, v.verdict, list(v.codes)) for v, p in verdicts]
-                )
+            found = await access.learn(
+                [(v.staff_id, p, v.alert_id, v.verdict, list(v.codes)) for v, p in verdicts]
             )
-            learn(verdicts, lambda *_: next(applied), self.metrics)
+            if found is not None:
+                applied = iter(found)
+                learn(verdicts, lambda *_: next(applied), self.metrics)
+            written = found is not None
         elif verdicts and isinstance(access, AccessProcessor):
-            await access.apply(lambda core: learn(verdicts, core.apply_feedback, self.metrics))
+            written = await access.apply(
+                lambda core: learn(verdicts, core.apply_feedback, self.metrics)
+            )
+        if not written:
+            # After an interrupted cycle no state is written: the verdicts are not acked
+            # either, and the partitions' next owner applies them.
+            log.warning("%d verdicts left unacknowledged: their state was not written", len(events))
+            return
         for e in events:
             await ack(e)
 

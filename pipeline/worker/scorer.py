@@ -23,6 +23,7 @@ import asyncio
 import gc
 import logging
 import os
+import signal
 import sys
 import threading
 import time
@@ -316,6 +317,10 @@ def families(metrics: WorkerMetrics) -> list[wire.Family]:
 
 
 def main(readers: StartReaders = start_readers) -> int:
+    # A signal to the whole process group (Ctrl-C, an init that forwards SIGTERM to the
+    # group) is the worker's to handle: it stops gracefully, then closes stdin.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     # The binary stdout is the worker's; anything else printed goes to stderr.
     out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)

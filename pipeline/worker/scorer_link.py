@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 DEPTH: Final = 4  # batches in the child at once (bench/README.md, "Scoring in a second process")
 STATUS_EVERY_S: Final = 0.25
 PIPE_BYTES: Final = 1 << 20
+METRICS_WAIT_S: Final = 2.0
 REVOKE_WAIT_S: Final = 30.0  # replies still in flight at a revoke are waited for this long
 
 
@@ -219,10 +220,17 @@ class RemoteStatus:
             await asyncio.sleep(STATUS_EVERY_S)
 
     async def metrics(self) -> list[wire.Family]:
-        """The child's metric families (none while it is not running)."""
+        """The child's metric families (none while it is not running, or when it does not
+        answer within ``METRICS_WAIT_S``: the page then has this process's alone)."""
         if self.link.proc is None or self.link.failure is not None:
             return []
-        reply = await self.link.call(wire.Status(metrics=True))
+        try:
+            reply = await asyncio.wait_for(
+                asyncio.shield(self.link.call(wire.Status(metrics=True))), METRICS_WAIT_S
+            )
+        except (TimeoutError, ScorerExited) as exc:
+            log.warning("the scoring process's metrics left out: %s", exc or "no answer")
+            return []
         if not isinstance(reply, wire.State) or reply.metrics is None:
             raise ScorerExited(f"a {type(reply).__name__} came for a status")
         self.update(reply)
@@ -288,8 +296,9 @@ class RemoteAccessProcessor(Intake):
             await self._slots.acquire()
             self._send_batch([])
 
-    async def learn(self, verdicts: Sequence[wire.Verdict]) -> list[bool]:
-        """Apply analysts' verdicts in the child, then a cycle that writes their states."""
+    async def learn(self, verdicts: Sequence[wire.Verdict]) -> list[bool] | None:
+        """Apply analysts' verdicts in the child, then a cycle that writes their states;
+        None when the states could not be written (after an interrupted cycle)."""
         async with self.lock:
             states = self._states((sid, p) for sid, p, *_ in verdicts)
             reply = await self._await(wire.Learn(list(verdicts), states))
@@ -299,7 +308,7 @@ class RemoteAccessProcessor(Intake):
             self._send_batch([], flush=True)
             await self.link.drain()
             await self._wait_settled(None)
-            return reply.applied
+            return None if self._interrupted else reply.applied
 
     async def revoke(self, partitions: Iterable[int]) -> None:
         """Hand partitions over (call under :attr:`lock`): once every reply in flight is
@@ -312,13 +321,17 @@ class RemoteAccessProcessor(Intake):
             self.assigned -= gone
             self._forget(gone)
             return
-        if not await self._wait_settled(REVOKE_WAIT_S) or self.link.failure is not None:
+        if not await self._wait_settled(REVOKE_WAIT_S):
+            # Replies still not published: the broker is away, or the worker stops. The
+            # child's states are ahead of the topics; nothing of them may be written.
             self._interrupted = True
+            self.fatal(ScorerExited(f"replies still unpublished after {REVOKE_WAIT_S:.0f} s"))
         writes: list[tuple[str, bytes]] = []
-        if self.link.failure is None:
-            reply = await self._await(wire.Revoke(sorted(gone)))
-            if isinstance(reply, wire.Revoked):
-                writes = reply.writes
+        if self.link.failure is None and not self._interrupted:
+            reply = await self.link.call(wire.Revoke(sorted(gone)))
+            if not isinstance(reply, wire.Revoked):
+                raise ScorerExited(f"a {type(reply).__name__} came for a revoke")
+            writes = reply.writes
         if not self._refuse_flush():
             if writes:
                 await self.table.write(writes)

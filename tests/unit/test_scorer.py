@@ -22,6 +22,7 @@ from pipeline.core.state import StaffState, decode_staff, encode
 from pipeline.core.store import Store
 from pipeline.observability.metrics import WorkerMetrics
 from pipeline.peers.book import PeerBook
+from pipeline.reference.state import ReferenceState
 from pipeline.settings import Settings
 from pipeline.sinks.base import MemorySink
 from pipeline.worker import scorer_wire as wire
@@ -239,7 +240,18 @@ async def test_the_access_agent_scores_in_the_child(settings: Settings) -> None:
 
         page = (await rt.render_metrics()).decode()
         assert 'pipeline_reference_records_total{kind="staff"} 3.0' in page
-        assert rt.reference_counts() is not None
+        assert rt.reference_counts() == ReferenceState().counts(), "the child's, empty"
+
+        # a revoke writes the child's pending states, then the partition is forgotten
+        done = sample(rt, "pipeline_batch_records_sum")
+        async with app.agents["score-access"].test_context() as agent:
+            await agent.put(key=b"S3", value=orjson.dumps(access(3, staff_id="S3")))
+            await until(lambda: sample(rt, "pipeline_batch_records_sum") == done + 1)
+        assert rt.access.holding() == 1 and rt.access.table.get("S3") is None, "not flushed"
+        async with rt.access.lock:
+            await rt.access.revoke([0])
+        assert decode_staff(rt.access.table.get("S3")).applied >= 0
+        assert rt.access.holding() == 0, "its record is left to the next owner"
 
         assert link.proc is not None
         os.kill(link.proc.pid, signal.SIGKILL)

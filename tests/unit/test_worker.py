@@ -17,6 +17,7 @@ import pytest
 from aiokafka.errors import KafkaTimeoutError
 
 from pipeline.contract.decode import decode_alert
+from pipeline.observability.metrics import WorkerMetrics
 from pipeline.settings import Settings
 from pipeline.sinks.base import MemorySink
 from pipeline.worker import store as store_module
@@ -31,6 +32,7 @@ from pipeline.worker.agents import register
 from pipeline.worker.app import create_app
 from pipeline.worker.feedback import StaffVerdict, decode_staff_verdict
 from pipeline.worker.health import STALL_S, Health
+from pipeline.worker.publish import OutboxPublisher
 from pipeline.worker.runtime import Runtime
 from tests.unit.corekit import access
 
@@ -650,9 +652,12 @@ async def test_a_cycle_cancelled_before_its_alerts_are_acked_writes_no_state(
     with pytest.raises(asyncio.CancelledError):
         await batch
     assert proc.core.store.dirty(), "the core moved on: its state is ahead of the topic"
+    proc.publisher = OutboxPublisher(FakeProducer(), settings, WorkerMetrics())
+    await proc.handle(records(3), ack)  # a later cycle publishes fine: still nothing written
+    assert await proc.apply(lambda core: None) is False, "a verdict's state is not written"
     async with proc.lock:
         await proc.revoke([0])
-    assert table.writes == [] and acked == [], "the next owner replays 0-2 on the old state"
+    assert table.writes == [] and acked == [], "the next owner replays 0-3 on the old state"
 
 
 async def test_a_dead_letter_behind_a_held_record_is_acked_only_after_it() -> None:
@@ -732,19 +737,19 @@ async def test_records_left_out_of_a_partition_given_back_are_read_again() -> No
 
     async def ack(ev: Event) -> None: ...
 
-    def records() -> list[Event]:
+    def records(*offsets: int) -> list[Event]:
         return [
             Event(Message(1, off, b"S2", orjson.dumps(access(off, staff_id="S2"))))
-            for off in (5, 6)
+            for off in offsets
         ]
 
-    await proc.handle(records(), ack)
+    await proc.handle(records(5, 6), ack)
     proc.assign({0})  # partition 1 went to another worker: left to it, not read again
     await proc.tick()
-    await proc.handle(records(), ack)
+    await proc.handle(records(5, 6), ack)
     assert rt.core.stats.events == 0 and consumer.rewinds == []
     proc.assign({0, 1})  # ... and then came back here
     await proc.tick()
-    assert consumer.rewinds == [(1, 5)], "partition 1 is read again from the first left out"
-    await proc.handle(records(), ack)
-    assert rt.core.stats.events == 2, "the records read again are scored"
+    assert consumer.rewinds == [(1, 3)], "partition 1 is read again from its committed offset"
+    await proc.handle(records(3, 4, 5, 6), ack)
+    assert rt.core.stats.events == 4, "the records read again are scored"
