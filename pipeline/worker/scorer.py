@@ -35,6 +35,7 @@ import msgspec
 
 from pipeline.alerts.ids import Pseudonymizer
 from pipeline.broker import clients
+from pipeline.broker.tail import Tail
 from pipeline.core.engine import Core
 from pipeline.core.offline import core_config
 from pipeline.core.store import Store
@@ -186,7 +187,7 @@ class Readers(threading.Thread):
             ref, peers = reader_tails(
                 self.settings, self.reference, self.book, sender, self.metrics, self.lock
             )
-            watch = asyncio.create_task(self._watch(ref.ready, peers.ready, ref, peers))
+            watch = asyncio.create_task(self._watch(ref, peers))
             try:
                 await asyncio.gather(ref.run(), peers.run())
             finally:
@@ -194,11 +195,12 @@ class Readers(threading.Thread):
         finally:
             await producer.stop()
 
-    async def _watch(self, ref_ready: Any, peers_ready: Any, ref: Any, peers: Any) -> None:
+    async def _watch(self, ref: Tail, peers: Tail) -> None:
+        """Copy the tails' readiness and loop turns where the serving thread reads them."""
         while True:
-            if ref_ready.is_set():
+            if ref.ready.is_set():
                 self.reference_ready.set()
-            if peers_ready.is_set():
+            if peers.ready.is_set():
                 self.peers_ready.set()
             self.polled_at = (ref.polled_at, peers.polled_at)
             await asyncio.sleep(0.1)

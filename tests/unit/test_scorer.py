@@ -30,7 +30,7 @@ from pipeline.worker.access import FLUSH_EVERY_S
 from pipeline.worker.feedback import StaffVerdict
 from pipeline.worker.publish import encode_outbox
 from pipeline.worker.runtime import finding_bytes
-from pipeline.worker.scorer import Scorer, ShippedBacking
+from pipeline.worker.scorer import Scorer, ShippedBacking, families
 from simbank.simulate import SimConfig, generate
 from tests.unit.corekit import access
 from tests.unit.test_worker import FakeProducer, sample, until, worker
@@ -170,10 +170,7 @@ def test_the_metrics_page_adds_the_scoring_process_counters() -> None:
     mine.processing_lag.set(5.0)
     theirs.processing_lag.set(99.0)
     theirs.alert_latency.observe(0.2)
-    extra = [
-        (f.name, f.type, [(x.name, dict(x.labels), float(x.value)) for x in f.samples])
-        for f in theirs.collect()
-    ]
+    extra = families(theirs)  # as the scoring process ships them
     from prometheus_client.parser import text_string_to_metric_families
 
     page = mine.render(extra=extra).decode()
@@ -250,7 +247,8 @@ async def test_the_access_agent_scores_in_the_child(settings: Settings) -> None:
         assert rt.access.holding() == 1 and rt.access.table.get("S3") is None, "not flushed"
         async with rt.access.lock:
             await rt.access.revoke([0])
-        assert decode_staff(rt.access.table.get("S3")).applied >= 0
+        written = rt.access.table.get("S3")
+        assert written is not None and decode_staff(written).behaviour is not None
         assert rt.access.holding() == 0, "its record is left to the next owner"
 
         assert link.proc is not None
